@@ -1,0 +1,18 @@
+"""overfitlab: reproducible overfitting studies of image classifiers."""
+
+from omegaconf import OmegaConf
+
+__version__ = "0.1.0"
+
+
+def _sweep_list(values, key: str = "seeds") -> str:
+    """Render a list from params.yaml as a Hydra sweep (``0,1,2``); an empty list is an error."""
+    items = list(values) if values is not None else []
+    if not items:
+        raise ValueError(f"params.yaml: {key} is empty; list at least one value, e.g. [0, 1, 2]")
+    return ",".join(str(v) for v in items)
+
+
+# Registered at import so every entry point (and the tests' compose calls) can resolve conf/.
+if not OmegaConf.has_resolver("sweep"):
+    OmegaConf.register_new_resolver("sweep", _sweep_list)

@@ -1,0 +1,65 @@
+"""The LightningModule: one classifier, loss and accuracy on train, validation and test every epoch.
+
+Metrics are summed on the device inside each step and read back once per epoch: no ``.item()``
+or logger call per step. Which number is which:
+
+* ``train_loss`` / ``train_acc``: running mean over the epoch's training batches, in training
+  mode (dropout on, weights changing), i.e. what Keras prints.
+* ``train_eval_loss`` / ``train_eval_acc``: an eval-mode pass over the whole training set after
+  the epoch (only with ``trainer.train_eval_pass: true``).
+* ``val_*`` and ``test_*``: eval-mode passes after the epoch. The test set is an extra evaluation
+  loader, reported every epoch and never used to select anything.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, net: nn.Module, optimizer_factory, eval_names: list[str]):
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer_factory
+        self.eval_names = list(eval_names)  # names of the validation loaders, in order
+        self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
+        self.history: list[dict] = []
+        self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
+        self._sums: dict[str, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.parameters())
+
+    def _accumulate(self, prefix: str, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor) -> None:
+        stats = torch.stack([loss_sum.detach(), (logits.argmax(1) == y).sum().to(loss_sum.dtype),
+                             torch.tensor(float(len(y)), device=y.device)])
+        self._sums[prefix] = self._sums[prefix] + stats if prefix in self._sums else stats
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        loss_sum = self.loss_fn(logits, y)
+        self._accumulate("train", logits, y, loss_sum)
+        return loss_sum / len(y)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y = batch
+        logits = self.net(x)
+        self._accumulate(self.eval_names[dataloader_idx], logits, y, self.loss_fn(logits, y))
+
+    def on_train_epoch_end(self) -> None:
+        # Lightning runs the validation loop before this hook, so all sums of the epoch are here.
+        row = {"epoch": self.current_epoch + 1}
+        for prefix, stats in self._sums.items():
+            loss, correct, n = stats.tolist()
+            row[f"{prefix}_loss"] = loss / n
+            row[f"{prefix}_acc"] = correct / n
+        self._sums = {}
+        self.history.append(row)
+        for listener in self.epoch_listeners:
+            listener(row)

@@ -1,0 +1,160 @@
+"""Stage ``prepare``: raw dataset -> data/prepared/<dataset>/ (train/val/test splits).
+
+Deterministic: the same params give byte-identical ``.npy`` files, ``manifest.csv`` and
+``meta.json`` (whose ``data_version`` hash the training runs record).
+
+    python -m overfitlab.prepare dataset=fashion_mnist prepare.train_size=500
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from .data import SPLITS, RawDataset, load_raw
+from .errors import ConfigError, exit_on_config_error, require
+from .files import atomic_directory, atomic_write_json, sha256_files
+
+
+def stratified_sample(labels: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` indices from ``pool`` with class proportions kept (largest remainders), sorted."""
+    classes, counts = np.unique(labels[pool], return_counts=True)
+    exact = counts * size / counts.sum()
+    take = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - take), kind="stable")
+    take[order[: size - take.sum()]] += 1
+    chosen = [rng.permutation(pool[labels[pool] == c])[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _check_size(key: str, value, available: int, allow_null: bool = True) -> int:
+    if value is None and allow_null:
+        return available
+    require(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= available,
+            f"params.yaml: {key}={value!r} must be an integer from 1 to {available} "
+            f"(the images available for it){' or null for all' if allow_null else ''}")
+    return int(value)
+
+
+def select_classes(raw: RawDataset, classes) -> tuple[RawDataset, list[int]]:
+    """Keep only ``classes`` (indices or names), relabelled 0..k-1 in the order given."""
+    n = len(raw.class_names)
+    if classes is None:
+        return raw, list(range(n))
+    wanted = []
+    for c in classes:
+        index = raw.class_names.index(c) if isinstance(c, str) and c in raw.class_names else c
+        require(isinstance(index, int) and 0 <= index < n,
+                f"params.yaml: prepare.classes has {c!r}; allowed: 0..{n - 1} or names {raw.class_names}")
+        wanted.append(index)
+    require(len(set(wanted)) >= 2, f"params.yaml: prepare.classes={list(classes)} must name at least two distinct classes")
+    remap = np.full(n, -1, np.int64)
+    remap[wanted] = np.arange(len(wanted))
+
+    def keep(images, labels):
+        mask = remap[labels] >= 0
+        return images[mask], remap[labels[mask]], np.flatnonzero(mask)
+
+    tr_x, tr_y, tr_i = keep(raw.train_images, raw.train_labels)
+    te_x, te_y, te_i = keep(raw.test_images, raw.test_labels)
+    subset = RawDataset(tr_x, tr_y, te_x, te_y, [raw.class_names[i] for i in wanted])
+    subset.source_index = {"train": tr_i, "test": te_i}  # type: ignore[attr-defined]
+    return subset, wanted
+
+
+def rotate_copies(images: np.ndarray, angles: list[float]) -> np.ndarray:
+    """Rotated copies of uint8 images (bilinear, zero fill), stacked angle after angle."""
+    import torch
+    from torchvision.transforms.functional import InterpolationMode, rotate
+
+    tensor = torch.from_numpy(images)
+    return np.concatenate([rotate(tensor, float(a), interpolation=InterpolationMode.BILINEAR).numpy()
+                           for a in angles])
+
+
+def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, list[str]]:
+    p = cfg.prepare
+    rotations = list(p.rotations or [])
+    for a in rotations:
+        require(isinstance(a, (int, float)) and not isinstance(a, bool) and -360 <= a <= 360,
+                f"params.yaml: prepare.rotations has {a!r}; use angles in degrees, e.g. [-5, 5]")
+    require(isinstance(p.split_seed, int), f"params.yaml: prepare.split_seed={p.split_seed!r} must be an integer")
+    raw, kept = select_classes(raw, OmegaConf.to_container(p.classes) if p.classes is not None else None)
+    source_index = getattr(raw, "source_index", {"train": np.arange(len(raw.train_labels)),
+                                                  "test": np.arange(len(raw.test_labels))})
+    rng = np.random.default_rng(p.split_seed)
+    n_train_pool = len(raw.train_labels)
+    val_size = _check_size("prepare.val_size", p.val_size, n_train_pool - 1, allow_null=False)
+    val_idx = stratified_sample(raw.train_labels, np.arange(n_train_pool), val_size, rng)
+    rest = np.setdiff1d(np.arange(n_train_pool), val_idx)
+    train_size = _check_size("prepare.train_size", p.train_size, len(rest))
+    train_idx = rest if train_size == len(rest) else stratified_sample(raw.train_labels, rest, train_size, rng)
+    test_size = _check_size("prepare.test_size", p.test_size, len(raw.test_labels))
+    all_test = np.arange(len(raw.test_labels))
+    test_idx = all_test if test_size == len(all_test) else stratified_sample(raw.test_labels, all_test, test_size, rng)
+
+    arrays = {
+        "train": (raw.train_images[train_idx], raw.train_labels[train_idx]),
+        "val": (raw.train_images[val_idx], raw.train_labels[val_idx]),
+        "test": (raw.test_images[test_idx], raw.test_labels[test_idx]),
+    }
+    rows = [pd.DataFrame({"split": split, "source": source, "source_index": source_index[source][idx],
+                          "label": labels[idx], "rotation": 0.0})
+            for split, source, idx, labels in [("train", "train", train_idx, raw.train_labels),
+                                               ("val", "train", val_idx, raw.train_labels),
+                                               ("test", "test", test_idx, raw.test_labels)]]
+    if rotations:
+        x, y = arrays["train"]
+        arrays["train"] = (np.concatenate([x, rotate_copies(x, rotations)]), np.tile(y, 1 + len(rotations)))
+        base = rows[0]
+        rows[0] = pd.concat([base] + [base.assign(rotation=float(a)) for a in rotations], ignore_index=True)
+    return arrays, pd.concat(rows, ignore_index=True), raw.class_names
+
+
+def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_names: list[str], cfg) -> dict:
+    """Write all files into a temp dir that replaces ``out_dir`` only when complete."""
+    with atomic_directory(out_dir) as tmp:
+        for split in SPLITS:
+            images, labels = arrays[split]
+            np.save(tmp / f"{split}_images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+            np.save(tmp / f"{split}_labels.npy", np.ascontiguousarray(labels, dtype=np.int64))
+        buffer = io.StringIO()
+        manifest.to_csv(buffer, index_label="example")
+        (tmp / "manifest.csv").write_text(buffer.getvalue())
+        images = arrays["train"][0]
+        meta = {
+            "dataset": cfg.dataset.name,
+            "class_names": class_names,
+            "in_channels": int(images.shape[1]),
+            "image_size": int(images.shape[2]),
+            "counts": {s: int(len(arrays[s][1])) for s in SPLITS},
+            "class_counts": {s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist() for s in SPLITS},
+            "prepare": OmegaConf.to_container(cfg.prepare, resolve=True),
+            "data_version": sha256_files(sorted(tmp.glob("*.npy")) + [tmp / "manifest.csv"])[:16],
+        }
+        atomic_write_json(tmp / "meta.json", meta)
+    return meta
+
+
+@exit_on_config_error
+def prepare(cfg: DictConfig) -> dict:
+    raw = load_raw(cfg.dataset)
+    arrays, manifest, class_names = build_splits(raw, cfg)
+    meta = write_prepared(Path(cfg.out_dir), arrays, manifest, class_names, cfg)
+    print(f"prepared {cfg.dataset.name}: " + ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
+          + f" images, {len(class_names)} classes, data_version {meta['data_version']} -> {cfg.out_dir}")
+    return meta
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    prepare(cfg)
+
+
+if __name__ == "__main__":
+    main()

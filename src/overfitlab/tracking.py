@@ -1,0 +1,118 @@
+"""MLflow: one experiment per study, one parent run per sweep, one child run per seed.
+
+The default store is the SQLite file ``mlflow.db`` at the project root (absolute URI);
+``MLFLOW_TRACKING_URI`` points it elsewhere. The database and the experiment are created by the
+sweep callback before any job starts, so parallel jobs never race to create them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    if configured:
+        return configured
+    return f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def _quiet() -> None:
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+def client_for(cfg: DictConfig):
+    """An MlflowClient on the configured store, with the study's experiment created if missing."""
+    _quiet()
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri(cfg.mlflow.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if experiment is None:
+        location = None
+        if uri.startswith("sqlite:"):
+            location = Path("mlartifacts").resolve().as_uri()
+        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    return client, experiment_id
+
+
+class SweepParentRun(Callback):
+    """Hydra callback: open a parent MLflow run around a multirun; the seeds become its children."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        client, experiment_id = client_for(config)
+        overrides = [o for o in config.hydra.overrides.task if not o.startswith("seed=")]
+        name = " ".join(overrides) or f"{config.dataset.name} {config.model.name}"
+        run = client.create_run(experiment_id, run_name=f"sweep {name}",
+                                tags={"overfitlab.kind": "sweep", "study": config.study.name,
+                                      "overrides": " ".join(config.hydra.overrides.task)})
+        self.run_id = run.info.run_id
+        os.environ[PARENT_RUN_ENV] = self.run_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.run_id:
+            client, _ = client_for(config)
+            client.set_terminated(self.run_id, "FINISHED", end_time=int(time.time() * 1000))
+            os.environ.pop(PARENT_RUN_ENV, None)
+
+
+def flatten(prefix: str, obj, out: dict) -> dict:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            flatten(f"{prefix}.{key}" if prefix else str(key), value, out)
+    else:
+        out[prefix] = obj
+    return out
+
+
+class RunLogger:
+    """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts."""
+
+    def __init__(self, cfg: DictConfig, resolved: dict, tags: dict[str, str], run_name: str):
+        from mlflow.entities import Param
+
+        self.client, experiment_id = client_for(cfg)
+        # A run killed mid-way stays RUNNING in MLflow; mark earlier attempts of this run KILLED.
+        stale = self.client.search_runs([experiment_id], filter_string=(
+            f"tags.run_key = '{tags['run_key']}' and attributes.status = 'RUNNING'"))
+        for run in stale:
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        parent = os.environ.get(PARENT_RUN_ENV)
+        if parent:
+            tags = {**tags, "mlflow.parentRunId": parent}
+        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+        params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
+        for start in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def log_epoch(self, row: dict) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        epoch = int(row["epoch"])
+        metrics = [Metric(k, float(v), now, epoch) for k, v in row.items() if k != "epoch"]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, artifacts: list[Path], status: str = "FINISHED", extra_metrics: dict | None = None) -> None:
+        for key, value in (extra_metrics or {}).items():
+            self.client.log_metric(self.run_id, key, float(value))
+        for path in artifacts:
+            self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status)

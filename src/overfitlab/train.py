@@ -1,0 +1,184 @@
+"""Stage ``train``: one run per (dataset, model, seed); Hydra multirun sweeps the seeds.
+
+    python -m overfitlab.train -m dataset=fashion_mnist model=deep_network   # seeds from params.yaml
+    python -m overfitlab.train model=cnn_no_pool seed=3 train.epochs=5        # a single run
+
+A run directory ``runs/<dataset>/<model>/seed=<n>/`` is complete only once ``done.json`` exists
+and records the hash of everything that defines the run; a complete run with the same hash is
+skipped, anything else there (half-written or stale) is removed and trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from .data import PreparedDataset, TensorBatches, load_prepared
+from .errors import ConfigError, exit_on_config_error, require
+from .files import atomic_write_json, atomic_write_text, git_commit, sha256_json
+from .models import count_parameters
+
+METRIC_ORDER = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
+                "val_loss", "val_acc", "test_loss", "test_acc"]
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate(cfg: DictConfig) -> None:
+    require(_positive_int(cfg.trainer.max_epochs),
+            f"train.epochs={cfg.trainer.max_epochs!r} must be a positive integer (params.yaml or override)")
+    require(_positive_int(cfg.trainer.batch_size),
+            f"train.batch_size={cfg.trainer.batch_size!r} must be a positive integer")
+    require(_positive_int(cfg.trainer.eval_batch_size),
+            f"trainer.eval_batch_size={cfg.trainer.eval_batch_size!r} must be a positive integer")
+    lr = cfg.optimizer.get("lr")
+    require(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0,
+            f"train.lr={lr!r} must be a positive number")
+    require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0,
+            f"seed={cfg.seed!r} must be a non-negative integer (params.yaml: study.seeds)")
+
+
+def run_identity(cfg: DictConfig, meta: dict) -> dict:
+    """What defines a run's numbers: its hash keys the run directory's done-marker."""
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer.pop("progress_bar", None)
+    return {
+        "dataset": cfg.dataset.name,
+        "data_version": meta["data_version"],
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "trainer": trainer,
+        "seed": int(cfg.seed),
+    }
+
+
+def is_complete(run_dir: Path, config_hash: str) -> bool:
+    done = run_dir / "done.json"
+    if not done.exists():
+        return False
+    try:
+        return json.loads(done.read_text()).get("config_hash") == config_hash
+    except json.JSONDecodeError:
+        return False
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_utilities"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*is not a `DataLoader`.*")
+    warnings.filterwarnings("ignore", message=".*LitLogger.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+
+
+def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
+    """Seed, build and train one model; returns (module, n_params, device name)."""
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from .lightning_module import Classifier
+
+    _quiet_lightning()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    L.seed_everything(int(cfg.seed), workers=False, verbose=False)
+    net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
+                      num_classes=data.num_classes)
+    eval_names = ["val", "test"] + (["train_eval"] if cfg.trainer.train_eval_pass else [])
+    module = Classifier(net, instantiate(cfg.optimizer), eval_names)
+    if on_epoch is not None:
+        module.epoch_listeners.append(on_epoch)
+    eval_sets = {"val": "val", "test": "test", "train_eval": "train"}
+    eval_loaders = [TensorBatches(data.images[eval_sets[n]], data.labels[eval_sets[n]], cfg.trainer.eval_batch_size)
+                    for n in eval_names]
+    train_loader = TensorBatches(data.images["train"], data.labels["train"], cfg.trainer.batch_size,
+                                 shuffle=True, seed=int(cfg.seed))
+    trainer = L.Trainer(
+        max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
+        logger=False, enable_checkpointing=False, enable_model_summary=False,
+        num_sanity_val_steps=0, deterministic=True,
+        enable_progress_bar=bool(cfg.trainer.progress_bar),
+        callbacks=[RichProgressBar(refresh_rate=10, leave=False)] if cfg.trainer.progress_bar else [],
+    )
+    trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=eval_loaders)
+    require(len(module.history) == cfg.trainer.max_epochs, "training stopped before the last epoch")
+    return module, count_parameters(net), str(trainer.strategy.root_device)
+
+
+@exit_on_config_error
+def train(cfg: DictConfig) -> dict | None:
+    from rich.console import Console
+
+    from .tracking import RunLogger
+
+    console = Console(stderr=True)
+    validate(cfg)
+    data = load_prepared(cfg.paths.prepared)
+    identity = run_identity(cfg, data.meta)
+    config_hash = sha256_json(identity)[:12]
+    run_dir = Path(cfg.paths.run_dir)
+    label = f"{cfg.dataset.name} {cfg.model.name} seed={cfg.seed}"
+    if is_complete(run_dir, config_hash):
+        console.print(f"[dim]= {label}: already trained with this config ({run_dir}), skipped[/dim]")
+        return json.loads((run_dir / "done.json").read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)  # half-written or from another config
+    run_dir.mkdir(parents=True)
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    commit = git_commit()
+    tags = {"dataset": cfg.dataset.name, "model": cfg.model.name, "seed": str(cfg.seed),
+            "git_commit": commit, "data_version": data.meta["data_version"], "config_hash": config_hash,
+            "run_key": f"{cfg.dataset.name}/{cfg.model.name}/seed={cfg.seed}/{config_hash}",
+            "run_dir": str(run_dir), "study": cfg.study.name}
+    mlflow_run = RunLogger(cfg, resolved, tags, run_name=f"{cfg.model.name} seed={cfg.seed}")
+    start = time.perf_counter()
+    try:
+        module, n_params, device = fit(cfg, data, on_epoch=mlflow_run.log_epoch)
+    except BaseException:
+        mlflow_run.finish([], status="KILLED")
+        raise
+    wall = time.perf_counter() - start
+
+    table = pd.DataFrame(module.history)
+    table.insert(0, "seed", int(cfg.seed))
+    table.insert(0, "model", cfg.model.name)
+    table.insert(0, "dataset", cfg.dataset.name)
+    columns = ["dataset", "model", "seed", "epoch"] + [c for c in METRIC_ORDER if c in table]
+    atomic_write_text(run_dir / "metrics.csv", table[columns].to_csv(index=False))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    final = table.iloc[-1]
+    summary = {"dataset": cfg.dataset.name, "model": cfg.model.name, "seed": int(cfg.seed),
+               "config_hash": config_hash, "data_version": data.meta["data_version"], "git_commit": commit,
+               "n_params": n_params, "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3),
+               "device": device, "mlflow_run_id": mlflow_run.run_id,
+               "final": {c: float(final[c]) for c in columns[4:]}}
+    mlflow_run.finish([run_dir / "metrics.csv", run_dir / "config.yaml"],
+                      extra_metrics={"n_params": n_params, "wall_time_s": wall})
+    atomic_write_json(run_dir / "done.json", summary)  # last: marks the run complete
+    console.print(f"[green]✓[/green] {label}: test_acc {final['test_acc']:.2%} "
+                  f"(train_acc {final['train_acc']:.2%}), {n_params:,} params, {wall:.1f} s on {device}")
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()
