@@ -24,9 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .data import PreparedDataset, TensorBatches, load_prepared
 from .errors import ConfigError, exit_on_config_error, require
-from .files import atomic_write_json, atomic_write_text, git_commit, sha256_json
+from .files import atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
 from .models import count_parameters
 
+# The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
+TRAINING_CODE = ["train.py", "lightning_module.py", "models.py", "data.py"]
 METRIC_ORDER = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
                 "val_loss", "val_acc", "test_loss", "test_acc"]
 
@@ -60,6 +62,7 @@ def run_identity(cfg: DictConfig, meta: dict) -> dict:
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "trainer": trainer,
         "seed": int(cfg.seed),
+        "training_code": sha256_files([Path(__file__).with_name(f) for f in TRAINING_CODE])[:16],
     }
 
 

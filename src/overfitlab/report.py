@@ -1,0 +1,228 @@
+"""Stage ``report``: the tidy table -> seaborn figures and a self-contained ``reports/index.html``.
+
+Each figure is drawn from a small table computed first (``final_accuracy``, ``curve_bands``,
+``summary_table``); those tables are what the tests check.
+
+    python -m overfitlab.report
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import exit_on_config_error, require
+from .files import atomic_write_bytes, atomic_write_text
+
+BAND_LEVEL = 0.95
+
+
+def final_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """The numbers behind the box plot: final test accuracy (percent) of every run."""
+    table = runs[["dataset", "model", "seed", "final_test_acc"]].copy()
+    table["test_acc_pct"] = 100.0 * table.pop("final_test_acc")
+    return table.sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
+
+
+def curve_bands(epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LEVEL) -> pd.DataFrame:
+    """Mean over seeds per (dataset, model, metric, epoch) with a t-based confidence band.
+
+    The band is mean +/- t(n-1) * sd / sqrt(n): with the few seeds a study affords, the
+    t quantile (not 1.96) is what makes it a 95 % interval. With one seed the band is the line.
+    """
+    from scipy import stats
+
+    long = epochs.melt(id_vars=["dataset", "model", "seed", "epoch"], value_vars=metrics,
+                       var_name="metric", value_name="value")
+    grouped = long.groupby(["dataset", "model", "metric", "epoch"], sort=True)["value"]
+    bands = grouped.agg(mean="mean", sd="std", n="count").reset_index()
+    half = stats.t.ppf(0.5 + level / 2, (bands["n"] - 1).clip(lower=1)) * bands["sd"] / np.sqrt(bands["n"])
+    half = half.where(bands["n"] > 1, 0.0).fillna(0.0)
+    bands["low"], bands["high"] = bands["mean"] - half, bands["mean"] + half
+    return bands
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and model: parameters, seeds, final test accuracy mean +/- sd, best epoch."""
+    rows = []
+    for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
+        rows.append({
+            "dataset": dataset, "model": model, "params": int(g["n_params"].iloc[0]), "seeds": len(g),
+            "test_acc_mean": 100 * g["final_test_acc"].mean(),
+            "test_acc_sd": 100 * g["final_test_acc"].std(ddof=1) if len(g) > 1 else float("nan"),
+            "train_acc_mean": 100 * g["final_train_acc"].mean(),
+            "gap_mean": 100 * g["final_gap_acc"].mean(),
+            "best_epoch_median": float(g["best_test_epoch"].median()),
+            "best_test_acc_mean": 100 * g["best_test_acc"].mean(),
+        })
+    return pd.DataFrame(rows)
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def plot_box(final: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    datasets = list(dict.fromkeys(final["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(1.6 + 1.7 * final["model"].nunique() * len(datasets), 4.2),
+                             squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        data = final[final["dataset"] == dataset]
+        sns.boxplot(data=data, x="model", y="test_acc_pct", ax=ax, color="#cfe0f3", showfliers=False, width=0.55)
+        sns.stripplot(data=data, x="model", y="test_acc_pct", ax=ax, color="#1f4e79", size=5, jitter=0.18,
+                      alpha=0.85)
+        ax.set(title=f"{dataset}: final test accuracy per seed", xlabel="", ylabel="test accuracy (%)")
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: bool = False, title: str = ""):
+    """One panel per (dataset, model); one line with its band per metric."""
+    import matplotlib.pyplot as plt
+
+    panels = bands[["dataset", "model"]].drop_duplicates().values.tolist()
+    datasets = list(dict.fromkeys(p[0] for p in panels))
+    models = list(dict.fromkeys(p[1] for p in panels))
+    fig, axes = plt.subplots(len(datasets), len(models), figsize=(3.6 * len(models), 3.2 * len(datasets)),
+                             squeeze=False, sharey=True)
+    colors = dict(zip(metrics, ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]))
+    for i, dataset in enumerate(datasets):
+        for j, model in enumerate(models):
+            ax = axes[i][j]
+            for metric, label in metrics.items():
+                b = bands[(bands.dataset == dataset) & (bands.model == model) & (bands.metric == metric)]
+                if b.empty:
+                    continue
+                ax.plot(b["epoch"], b["mean"], color=colors[metric], label=label, marker="o", markersize=3)
+                ax.fill_between(b["epoch"], b["low"], b["high"], color=colors[metric], alpha=0.2, linewidth=0)
+            ax.set(title=f"{model}" + (f" ({dataset})" if len(datasets) > 1 else ""), xlabel="epoch")
+            if log:
+                ax.set_yscale("log")
+            if j == 0:
+                ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _percent(bands: pd.DataFrame) -> pd.DataFrame:
+    bands = bands.copy()
+    bands[["mean", "low", "high"]] *= 100
+    return bands
+
+
+def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator
+    acc = _percent(curve_bands(epochs, ["train_acc", "test_acc"]))
+    gap = _percent(curve_bands(epochs, ["gap_acc"]))
+    loss = curve_bands(epochs, ["train_loss", "test_loss"])
+    return {
+        "final_test_accuracy": plot_box(final_accuracy(runs)),
+        "learning_curves": plot_bands(acc, {"train_acc": "train", "test_acc": "test"}, "accuracy (%)",
+                                      title="Train vs test accuracy: mean over seeds, 95 % band"),
+        "generalization_gap": plot_bands(gap, {"gap_acc": "train − test"}, "accuracy gap (points)",
+                                         title="Generalization gap per epoch"),
+        "loss_curves": plot_bands(loss, {"train_loss": "train", "test_loss": "test"}, "cross-entropy (log)",
+                                  log=True, title="Train vs test loss"),
+    }
+
+
+CAPTIONS = {
+    "final_test_accuracy": "Final test accuracy of every seed (points), with its box plot per architecture.",
+    "learning_curves": "Training accuracy (running mean over each epoch, dropout on) and test accuracy "
+                       "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.",
+    "generalization_gap": "Train − test accuracy per epoch: a growing gap is memorization, not learning.",
+    "loss_curves": "Training and test loss (log scale). A test loss rising while training loss falls marks overfitting.",
+}
+
+
+def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+    def fmt_summary(df: pd.DataFrame) -> str:
+        shown = pd.DataFrame({
+            "dataset": df["dataset"], "model": df["model"], "parameters": df["params"].map("{:,}".format),
+            "seeds": df["seeds"],
+            "final test acc (%)": [f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
+                                   for m, s in zip(df["test_acc_mean"], df["test_acc_sd"])],
+            "final train acc (%)": df["train_acc_mean"].map("{:.2f}".format),
+            "gap (points)": df["gap_mean"].map("{:.2f}".format),
+            "best epoch (median)": df["best_epoch_median"].map("{:g}".format),
+            "best test acc (%)": df["best_test_acc_mean"].map("{:.2f}".format),
+        })
+        return shown.to_html(index=False, border=0, classes="table")
+
+    provenance = runs[["dataset", "model", "seed", "final_test_acc", "final_train_acc", "best_test_epoch",
+                       "wall_time_s", "device", "git_commit", "data_version", "config_hash", "mlflow_run_id"]]
+    figs = "\n".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>" for name, png in images.items())
+    commits = ", ".join(sorted(set(runs["git_commit"])))
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>overfitlab report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table.table {{ border-collapse: collapse; font-size: 0.9em; }}
+table.table th, table.table td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
+details {{ margin-top: 2em; }}
+</style></head><body>
+<h1>Overfitting study report</h1>
+<p>{len(runs)} runs: {runs['dataset'].nunique()} dataset(s) × {runs['model'].nunique()} architecture(s) ×
+{runs['seed'].nunique()} seed(s). Accuracies in percent; "final" is the last epoch (no early stopping,
+no checkpoint selection). Code version: {html.escape(commits)}.</p>
+<h2>Summary</h2>
+{fmt_summary(summary)}
+<h2>Figures</h2>
+{figs}
+<details><summary>Every run (provenance)</summary>
+{provenance.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.4g}")}
+</details>
+</body></html>
+"""
+
+
+@exit_on_config_error
+def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports") -> Path:
+    import matplotlib.pyplot as plt
+
+    metrics = Path(metrics_dir)
+    require((metrics / "epochs.parquet").exists(), f"{metrics}/epochs.parquet not found: run the collect stage first")
+    epochs = pd.read_parquet(metrics / "epochs.parquet")
+    runs = pd.read_csv(metrics / "runs.csv")
+    out = Path(out_dir)
+    images = {}
+    for name, fig in figures(epochs, runs).items():
+        images[name] = _png(fig)
+        plt.close(fig)
+        atomic_write_bytes(out / "figures" / f"{name}.png", images[name])
+    summary = summary_table(runs)
+    atomic_write_text(out / "figures" / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "index.html", render_html(images, summary, runs))
+    print(f"report: {out / 'index.html'} ({len(images)} figures)", file=sys.stderr)
+    return out / "index.html"
+
+
+def main() -> None:
+    report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The study definition in params.yaml, read and checked once for the stages that are not Hydra apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, require
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    datasets: list[str]
+    models: list[str]
+    seeds: list[int]
+
+    def run_dir(self, runs_root: Path, dataset: str, model: str, seed: int) -> Path:
+        return runs_root / dataset / model / f"seed={seed}"
+
+
+def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> Study:
+    params_file, conf_dir = Path(params_file), Path(conf_dir)
+    require(params_file.exists(), f"{params_file} not found: run from the project root")
+    try:
+        params = yaml.safe_load(params_file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{params_file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    study = params.get("study") or {}
+    for key in ("name", "datasets", "models", "seeds"):
+        require(key in study, f"{params_file}: study.{key} is missing")
+    for key, group in (("datasets", "dataset"), ("models", "model")):
+        names = study[key]
+        require(isinstance(names, list) and names, f"{params_file}: study.{key} must be a non-empty list")
+        allowed = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+        for name in names:
+            require(name in allowed, f"{params_file}: study.{key} has unknown {group} {name!r}; allowed: {allowed}")
+    seeds = study["seeds"]
+    require(isinstance(seeds, list) and seeds, f"{params_file}: study.seeds must be a non-empty list of integers, e.g. [0, 1, 2]")
+    for seed in seeds:
+        require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+                f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
+    require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
+    return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds))
