@@ -151,7 +151,8 @@ def prepare(cfg: DictConfig) -> dict:
     return meta
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="prepare")
+# conf/ and params.yaml are read from the project root: run stages from there (as dvc does).
+@hydra.main(version_base="1.3", config_path=str(Path.cwd() / "conf"), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

@@ -92,6 +92,7 @@ def plot_box(final: pd.DataFrame):
 def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: bool = False, title: str = ""):
     """One panel per (dataset, model); one line with its band per metric."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = bands[["dataset", "model"]].drop_duplicates().values.tolist()
     datasets = list(dict.fromkeys(p[0] for p in panels))
@@ -109,6 +110,7 @@ def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: b
                 ax.plot(b["epoch"], b["mean"], color=colors[metric], label=label, marker="o", markersize=3)
                 ax.fill_between(b["epoch"], b["low"], b["high"], color=colors[metric], alpha=0.2, linewidth=0)
             ax.set(title=f"{model}" + (f" ({dataset})" if len(datasets) > 1 else ""), xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if log:
                 ax.set_yscale("log")
             if j == 0:
@@ -121,9 +123,12 @@ def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: b
     return fig
 
 
-def _percent(bands: pd.DataFrame) -> pd.DataFrame:
+def _percent(bands: pd.DataFrame, clip: bool = True) -> pd.DataFrame:
+    """Fractions -> percent; accuracy bands are clipped to the possible 0..100 %."""
     bands = bands.copy()
     bands[["mean", "low", "high"]] *= 100
+    if clip:
+        bands[["low", "high"]] = bands[["low", "high"]].clip(0, 100)
     return bands
 
 
@@ -133,7 +138,7 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
     matplotlib.use("Agg")
     np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator
     acc = _percent(curve_bands(epochs, ["train_acc", "test_acc"]))
-    gap = _percent(curve_bands(epochs, ["gap_acc"]))
+    gap = _percent(curve_bands(epochs, ["gap_acc"]), clip=False)
     loss = curve_bands(epochs, ["train_loss", "test_loss"])
     return {
         "final_test_accuracy": plot_box(final_accuracy(runs)),

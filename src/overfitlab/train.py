@@ -178,7 +178,8 @@ def train(cfg: DictConfig) -> dict | None:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+# conf/ and params.yaml are read from the project root: run stages from there (as dvc does).
+@hydra.main(version_base="1.3", config_path=str(Path.cwd() / "conf"), config_name="train")
 def main(cfg: DictConfig) -> None:
     train(cfg)
 

@@ -1,0 +1,41 @@
+"""Every architecture in conf/model builds from its config for any input shape and class count."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from overfitlab.models import DeepNetwork, count_parameters, pool_fits
+
+MODEL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("channels,size,classes", [(1, 28, 10), (3, 32, 2), (1, 64, 5)])
+def test_every_model_config_adapts_to_input_and_classes(config, channels, size, classes):
+    cfg = OmegaConf.load(config)
+    if cfg.name == "alexnet":
+        cfg.net.dense_width = 64  # the real width works too; this keeps the test light
+    assert cfg.name == config.stem
+    net = instantiate(cfg.net, in_channels=channels, image_size=size, num_classes=classes)
+    out = net(torch.rand(3, channels, size, size))
+    assert out.shape == (3, classes)
+    assert count_parameters(net) > 0
+
+
+def test_deep_network_shares_weights_and_drops_pools_for_small_inputs():
+    net = DeepNetwork(1, 28, 10)
+    # Six pools in the source; for 28x28 only those leaving >= 2x2 remain: 28->14->7->3.
+    assert net.pools == [True, True, True, False, False, False]
+    # Shared-weight convolutions count once: 6 conv layers + dense 512 + output.
+    convs = [(1, 16), (16, 16), (16, 32), (32, 32), (32, 64), (64, 64)]
+    expected = sum(9 * a * b + b for a, b in convs) + (64 * 3 * 3 * 512 + 512) + (512 * 10 + 10)
+    assert count_parameters(net) == expected == 372_346
+    big = DeepNetwork(3, 256, 2)
+    assert big.pools == [True] * 6  # the source's 256x256 microscopy input keeps all six
+
+
+def test_pool_rule():
+    assert pool_fits(4, 2, 2, 2) and not pool_fits(3, 2, 2, 2) and pool_fits(3, 2, 2, 1)

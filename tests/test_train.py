@@ -1,0 +1,152 @@
+"""Stage train: per-epoch metrics on train/val/test, reproducibility, resume, MLflow, bad input."""
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import compose, run_cli
+from overfitlab.data import TensorBatches
+from overfitlab.train import train
+
+
+def run_once(overrides=()):
+    return train(compose("train", ["model=mlp_300_100", "trainer.progress_bar=false", *overrides]))
+
+
+def metrics(project, model="mlp_300_100", seed=0):
+    return pd.read_csv(project / "runs" / "fashion_mnist" / model / f"seed={seed}" / "metrics.csv")
+
+
+def test_run_writes_every_metric_for_every_epoch(prepared, project):
+    summary = run_once(["seed=0"])
+    table = metrics(project)
+    assert list(table.columns) == ["dataset", "model", "seed", "epoch", "train_loss", "train_acc",
+                                   "val_loss", "val_acc", "test_loss", "test_acc"]
+    assert table.epoch.tolist() == [1, 2]  # epochs count from 1, one row each
+    assert table[["train_acc", "val_acc", "test_acc"]].apply(lambda c: c.between(0, 1)).all().all()
+    # The synthetic classes are easy: two epochs must beat chance (10 %) by far on the test set.
+    assert table.test_acc.iloc[-1] > 0.5
+    assert summary["final"]["test_acc"] == pytest.approx(table.test_acc.iloc[-1])
+    assert summary["n_params"] == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    done = json.loads((project / "runs/fashion_mnist/mlp_300_100/seed=0/done.json").read_text())
+    assert done["config_hash"] and done["data_version"] and done["git_commit"]
+
+
+def test_same_seed_gives_identical_metrics_and_seeds_differ(prepared, project):
+    run_once(["seed=0"])
+    first = metrics(project)
+    run_once(["seed=0", "paths.run_dir=runs/again"])
+    again = pd.read_csv(project / "runs" / "again" / "metrics.csv")
+    pd.testing.assert_frame_equal(first, again, check_exact=True)
+    run_once(["seed=1"])
+    assert not metrics(project, seed=1)[["train_loss", "test_loss"]].equals(first[["train_loss", "test_loss"]])
+
+
+def test_seed_zero_is_a_real_seed(prepared, project):
+    run_once(["seed=0", "paths.run_dir=runs/a"])
+    run_once(["seed=1", "paths.run_dir=runs/b"])
+    a = pd.read_csv(project / "runs/a/metrics.csv")
+    b = pd.read_csv(project / "runs/b/metrics.csv")
+    assert not a.train_loss.equals(b.train_loss)
+
+
+def test_train_eval_pass_adds_eval_mode_training_metrics(prepared, project):
+    run_once(["seed=0", "train.train_eval_pass=true", "model=model_c"])
+    table = metrics(project, model="model_c")
+    assert {"train_eval_loss", "train_eval_acc"} <= set(table.columns)
+    # Running training accuracy (dropout on, weights moving) is not the eval-mode pass.
+    assert not table.train_acc.equals(table.train_eval_acc)
+
+
+def test_finished_run_is_skipped_and_half_written_run_is_retrained(prepared, project):
+    first = run_once(["seed=0"])
+    run_dir = project / "runs/fashion_mnist/mlp_300_100/seed=0"
+    mtime = (run_dir / "metrics.csv").stat().st_mtime_ns
+    assert run_once(["seed=0"])["mlflow_run_id"] == first["mlflow_run_id"]  # skipped
+    assert (run_dir / "metrics.csv").stat().st_mtime_ns == mtime
+    (run_dir / "done.json").unlink()  # as if killed before the end
+    (run_dir / "metrics.csv").write_text("garbage")
+    again = run_once(["seed=0"])
+    assert again["mlflow_run_id"] != first["mlflow_run_id"]
+    assert metrics(project).epoch.tolist() == [1, 2]
+    changed = run_once(["seed=0", "train.epochs=3"])  # another config: trained again
+    assert changed["config_hash"] != again["config_hash"] and metrics(project).epoch.tolist() == [1, 2, 3]
+
+
+def test_mlflow_gets_params_tags_and_per_epoch_metrics(prepared, project):
+    from mlflow.tracking import MlflowClient
+
+    summary = run_once(["seed=0"])
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model"] == "mlp_300_100" and run.data.tags["seed"] == "0"
+    assert run.data.tags["data_version"] == summary["data_version"]
+    assert run.data.params["train.epochs"] == "2" and run.data.params["optimizer._target_"] == "torch.optim.Adam"
+    history = client.get_metric_history(run.info.run_id, "test_acc")
+    assert [m.step for m in history] == [1, 2]
+    assert history[-1].value == pytest.approx(summary["final"]["test_acc"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.csv", "config.yaml"} <= artifacts
+
+
+def test_multirun_sweeps_seeds_under_one_parent_mlflow_run(prepared, project):
+    from mlflow.tracking import MlflowClient
+
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "trainer.progress_bar=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("✓ fashion_mnist model_a") == 2  # one line per finished run
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test-study")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("overfitlab.kind") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(r.data.tags["seed"] for r in children) == ["0", "1"]
+
+
+def test_training_batches_are_whole_slices_in_a_seeded_order():
+    x, y = torch.arange(10.0).view(10, 1), torch.arange(10)
+    a = [b[1].tolist() for b in TensorBatches(x, y, 4, shuffle=True, seed=3)]
+    b = [b[1].tolist() for b in TensorBatches(x, y, 4, shuffle=True, seed=3)]
+    assert a == b and [len(v) for v in a] == [4, 4, 2] and sorted(sum(a, [])) == list(range(10))
+    loader = TensorBatches(x, y, 4, shuffle=True, seed=3)
+    assert [v.tolist() for _, v in loader] != [v.tolist() for _, v in loader]  # reshuffled each epoch
+    assert [v.tolist() for _, v in TensorBatches(x, y, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.epochs=-1", "train.epochs"),
+    ("train.epochs=0", "train.epochs"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.lr=-0.1", "train.lr"),
+])
+def test_bad_training_values_fail_with_one_line(prepared, project, override, key):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", override)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and key in lines[-1]
+    assert not (project / "runs").exists()
+
+
+def test_unknown_model_lists_allowed_names(prepared, project):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=resnet9000")
+    assert result.returncode != 0
+    assert "model/resnet9000" in result.stderr and "deep_network" in result.stderr
+
+
+def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
+    from conftest import set_params
+
+    set_params(project, study={"seeds": []})
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a")
+    assert result.returncode != 0 and "study.seeds" in result.stderr
+    assert not (project / "runs").exists()
+
+
+def test_training_without_prepared_data_says_what_to_run(project):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a")
+    assert result.returncode == 2 and "prepare" in result.stderr.strip().splitlines()[-1]
