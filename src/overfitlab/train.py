@@ -129,7 +129,7 @@ def train(cfg: DictConfig) -> dict | None:
 
     from .tracking import RunLogger
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     validate(cfg)
     data = load_prepared(cfg.paths.prepared)
     identity = run_identity(cfg, data.meta)
