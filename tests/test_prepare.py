@@ -87,5 +87,5 @@ def test_missing_dataset_says_how_to_get_it(project, monkeypatch, tmp_path):
 
 def test_unknown_dataset_name_lists_the_allowed_ones(project):
     result = run_cli(sys.executable, "-m", "overfitlab.prepare", "dataset=imagenet")
-    assert result.returncode != 0
-    assert "dataset/imagenet" in result.stderr and "fashion_mnist" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "dataset='imagenet'" in result.stderr and "fashion_mnist" in result.stderr

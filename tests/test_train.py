@@ -132,10 +132,13 @@ def test_bad_training_values_fail_with_one_line(prepared, project, override, key
     assert not (project / "runs").exists()
 
 
-def test_unknown_model_lists_allowed_names(prepared, project):
-    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=resnet9000")
-    assert result.returncode != 0
-    assert "model/resnet9000" in result.stderr and "deep_network" in result.stderr
+@pytest.mark.parametrize("args", [["model=resnet9000"], ["-m", "model=model_a,resnet9000"]])
+def test_unknown_model_is_one_line_listing_allowed_names(prepared, project, args):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "model='resnet9000'" in result.stderr and "deep_network" in result.stderr
+    assert not (project / "runs").exists()
 
 
 def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
@@ -143,7 +146,11 @@ def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
 
     set_params(project, study={"seeds": []})
     result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a")
-    assert result.returncode != 0 and "study.seeds" in result.stderr
+    assert result.returncode == 2 and "study.seeds" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    set_params(project, study={"seeds": [0]})
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "study.seeds=[]")
+    assert result.returncode == 2 and result.stderr.strip() == "error: study.seeds is empty; list at least one seed, e.g. [0, 1, 2]"
     assert not (project / "runs").exists()
 
 

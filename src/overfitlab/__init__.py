@@ -1,15 +1,22 @@
 """overfitlab: reproducible overfitting studies of image classifiers."""
 
+import sys
+
 from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
 
 
 def _sweep_list(values, key: str = "seeds") -> str:
-    """Render a list from params.yaml as a Hydra sweep (``0,1,2``); an empty list is an error."""
+    """Render a list from params.yaml as a Hydra sweep (``0,1,2``); an empty list is an error.
+
+    Hydra resolves this while building its sweeper, where an exception becomes a long
+    traceback; the user gets the one-line error and exit status 2 instead.
+    """
     items = list(values) if values is not None else []
     if not items:
-        raise ValueError(f"params.yaml: {key} is empty; list at least one value, e.g. [0, 1, 2]")
+        print(f"error: {key} is empty; list at least one seed, e.g. [0, 1, 2]", file=sys.stderr)
+        sys.exit(2)
     return ",".join(str(v) for v in items)
 
 

@@ -40,6 +40,13 @@ def _find_idx_dir(directory: Path, class_name: str) -> Path | None:
     return None
 
 
+def _mnist_arrays(cls, root, download: bool) -> RawDataset:
+    train = cls(root=root, train=True, download=download)
+    test = cls(root=root, train=False, download=download)
+    return RawDataset(train.data.numpy()[:, None], train.targets.numpy().astype(np.int64),
+                      test.data.numpy()[:, None], test.targets.numpy().astype(np.int64), list(train.classes))
+
+
 def _load_mnist_family(cls, dataset_cfg) -> RawDataset:
     """torchvision reads uncompressed IDX files from <root>/<Class>/raw/; stage them there."""
     name = cls.__name__
@@ -56,18 +63,9 @@ def _load_mnist_family(cls, dataset_cfg) -> RawDataset:
                 else:
                     with gzip.open(found / f"{f}.gz", "rb") as src, open(raw / f, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-            train = cls(root=root, train=True, download=False)
-            test = cls(root=root, train=False, download=False)
-            return RawDataset(train.data.numpy()[:, None], train.targets.numpy().astype(np.int64),
-                              test.data.numpy()[:, None], test.targets.numpy().astype(np.int64),
-                              list(train.classes))
+            return _mnist_arrays(cls, root, download=False)
     if dataset_cfg.download:
-        root = Path(dataset_cfg.search_dirs[0])
-        train = cls(root=root, train=True, download=True)
-        test = cls(root=root, train=False, download=True)
-        return RawDataset(train.data.numpy()[:, None], train.targets.numpy().astype(np.int64),
-                          test.data.numpy()[:, None], test.targets.numpy().astype(np.int64),
-                          list(train.classes))
+        return _mnist_arrays(cls, Path(dataset_cfg.search_dirs[0]), download=True)
     raise ConfigError(f"dataset {dataset_cfg.name!r}: IDX files not found in "
                       f"{list(dataset_cfg.search_dirs)}; {dataset_cfg.install_hint}")
 

@@ -9,6 +9,7 @@ Deterministic: the same params give byte-identical ``.npy`` files, ``manifest.cs
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import hydra
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from .data import SPLITS, RawDataset, load_raw
 from .errors import ConfigError, exit_on_config_error, require
 from .files import atomic_directory, atomic_write_json, sha256_files
+from .study import preflight
 
 
 def stratified_sample(labels: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,4 +160,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:])
     main()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, require
+from .errors import ConfigError, exit_on_config_error, require
 
 
 @dataclass(frozen=True)
@@ -44,3 +44,21 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path = "
                 f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
     require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
     return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds))
+
+
+CONFIG_GROUPS = ("dataset", "model", "optimizer", "trainer")
+
+
+@exit_on_config_error
+def preflight(argv: list[str], conf_dir: str | Path = "conf") -> None:
+    """Check params.yaml's study and the ``group=name[,name...]`` overrides before Hydra starts,
+    so a typo is one line naming the key and the allowed values, not a Hydra traceback."""
+    require(Path(conf_dir).is_dir(), f"{conf_dir}/ not found: run from the project root (where params.yaml is)")
+    load_study(conf_dir=conf_dir)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in CONFIG_GROUPS:
+            continue
+        allowed = sorted(p.stem for p in (Path(conf_dir) / key).glob("*.yaml"))
+        for name in value.split(","):
+            require(name in allowed, f"{key}={name!r} is not in conf/{key}/; allowed: {allowed}")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
 
@@ -24,17 +24,13 @@ def tracking_uri(configured: str | None = None) -> str:
     return f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def _quiet() -> None:
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-
-
 def client_for(cfg: DictConfig):
     """An MlflowClient on the configured store, with the study's experiment created if missing."""
-    _quiet()
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    for name in ("mlflow", "alembic", "sqlalchemy"):  # after import: mlflow sets up its loggers then
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     uri = tracking_uri(cfg.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
@@ -57,6 +53,8 @@ class SweepParentRun(Callback):
         self.run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        # Resolve the sweep first: an invalid seed list stops here, before any MLflow run exists.
+        OmegaConf.to_container(config.hydra.sweeper.params, resolve=True)
         client, experiment_id = client_for(config)
         overrides = [o for o in config.hydra.overrides.task if not o.startswith("seed=")]
         name = " ".join(overrides) or f"{config.dataset.name} {config.model.name}"

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from .data import PreparedDataset, TensorBatches, load_prepared
 from .errors import ConfigError, exit_on_config_error, require
 from .files import atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
 from .models import count_parameters
+from .study import preflight
 
 # The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
 TRAINING_CODE = ["train.py", "lightning_module.py", "models.py", "data.py"]
@@ -86,7 +88,7 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*treespec.*")
 
 
-def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
+def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=()):
     """Seed, build and train one model; returns (module, n_params, device name)."""
     import lightning as L
     import torch
@@ -116,7 +118,8 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, deterministic=True,
         enable_progress_bar=bool(cfg.trainer.progress_bar),
-        callbacks=[RichProgressBar(refresh_rate=10, leave=False)] if cfg.trainer.progress_bar else [],
+        callbacks=([RichProgressBar(refresh_rate=10, leave=False)] if cfg.trainer.progress_bar else [])
+        + list(extra_callbacks),
     )
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=eval_loaders)
     require(len(module.history) == cfg.trainer.max_epochs, "training stopped before the last epoch")
@@ -185,4 +188,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:])
     main()
