@@ -86,7 +86,7 @@ def project(model: str, batch: int, epochs: int, threads: int) -> float:
             self.start = time.perf_counter()
 
         def on_validation_epoch_start(self, trainer, module):
-            if trainer.training and getattr(self, "start", None) is not None:
+            if getattr(self, "start", None) is not None:
                 seconds.append(time.perf_counter() - self.start)
                 self.start = None
 
