@@ -27,7 +27,7 @@ class Classifier(L.LightningModule):
         self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
         self.history: list[dict] = []
         self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
-        self._sums: dict[str, torch.Tensor] = {}
+        self._sums: dict[str, list] = {}  # prefix -> [loss sum, correct count, examples]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -36,9 +36,15 @@ class Classifier(L.LightningModule):
         return self.optimizer_factory(self.parameters())
 
     def _accumulate(self, prefix: str, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor) -> None:
-        stats = torch.stack([loss_sum.detach(), (logits.argmax(1) == y).sum().to(loss_sum.dtype),
-                             torch.tensor(float(len(y)), device=y.device)])
-        self._sums[prefix] = self._sums[prefix] + stats if prefix in self._sums else stats
+        """Add a batch's loss sum and correct count to the epoch's on-device totals (no host sync)."""
+        correct = (logits.argmax(1) == y).sum()
+        totals = self._sums.get(prefix)
+        if totals is None:
+            self._sums[prefix] = [loss_sum.detach().clone(), correct, len(y)]
+        else:
+            totals[0] += loss_sum.detach()
+            totals[1] += correct
+            totals[2] += len(y)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -55,10 +61,9 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Lightning runs the validation loop before this hook, so all sums of the epoch are here.
         row = {"epoch": self.current_epoch + 1}
-        for prefix, stats in self._sums.items():
-            loss, correct, n = stats.tolist()
-            row[f"{prefix}_loss"] = loss / n
-            row[f"{prefix}_acc"] = correct / n
+        for prefix, (loss, correct, n) in self._sums.items():
+            row[f"{prefix}_loss"] = loss.item() / n
+            row[f"{prefix}_acc"] = correct.item() / n
         self._sums = {}
         self.history.append(row)
         for listener in self.epoch_listeners:

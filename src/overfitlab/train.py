@@ -88,6 +88,26 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*treespec.*")
 
 
+def threads_per_run(launcher: DictConfig | None) -> int:
+    """CPU threads for one run, so that (runs Hydra launches at once) x threads <= cores.
+
+    The sequential launcher runs one run at a time: all cores. The joblib launcher
+    (``hydra/launcher=joblib``) runs ``n_jobs`` at once (-1: one per core): cores are shared out.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    parallel = 1
+    if launcher is not None and "joblib" in str(launcher.get("_target_", "")):
+        n_jobs = int(launcher.get("n_jobs") or 1)
+        parallel = cores if n_jobs < 0 else n_jobs
+    return max(1, cores // parallel)
+
+
+def _current_launcher() -> DictConfig | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().launcher if HydraConfig.initialized() else None
+
+
 def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=()):
     """Seed, build and train one model; returns (module, n_params, device name)."""
     import lightning as L
@@ -99,8 +119,7 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
 
     _quiet_lightning()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
-    if cfg.trainer.threads:
-        torch.set_num_threads(int(cfg.trainer.threads))
+    torch.set_num_threads(int(cfg.trainer.threads or threads_per_run(_current_launcher())))
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
     net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
                       num_classes=data.num_classes)
