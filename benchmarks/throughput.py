@@ -4,7 +4,7 @@ Each (variant, model, batch size) runs in its own process, one after the other, 
 in-memory data (28x28x1, 10 classes, like Fashion-MNIST; content does not change speed), with
 the same optimizer (Adam) and thread count. The project's number is measured inside its real
 path (``overfitlab.train.fit``: Lightning Trainer, TensorBatches, on-device metric sums, progress
-bar) from the start of each training epoch to the start of that epoch's evaluation, so the
+bar) from the start of each training epoch to the end of its last training step, so the
 per-epoch validation/test passes are not counted; the plain loop is written here.
 
     python benchmarks/throughput.py              # table + ratios, writes benchmarks/results.json
@@ -82,12 +82,17 @@ def project(model: str, batch: int, epochs: int, threads: int) -> float:
     seconds: list[float] = []
 
     class EpochTimer(L.Callback):
+        """From an epoch's start to the end of its last training step (evaluation not counted)."""
+
         def on_train_epoch_start(self, trainer, module):
             self.start = time.perf_counter()
 
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.last = time.perf_counter()
+
         def on_validation_epoch_start(self, trainer, module):
             if getattr(self, "start", None) is not None:
-                seconds.append(time.perf_counter() - self.start)
+                seconds.append(self.last - self.start)
                 self.start = None
 
     os.chdir(ROOT)

@@ -44,6 +44,8 @@ def validate(cfg: DictConfig) -> None:
             f"train.epochs={cfg.trainer.max_epochs!r} must be a positive integer (params.yaml or override)")
     require(_positive_int(cfg.trainer.batch_size),
             f"train.batch_size={cfg.trainer.batch_size!r} must be a positive integer")
+    require(_positive_int(cfg.trainer.minibatches_per_step),
+            f"trainer.minibatches_per_step={cfg.trainer.minibatches_per_step!r} must be a positive integer")
     require(_positive_int(cfg.trainer.eval_batch_size),
             f"trainer.eval_batch_size={cfg.trainer.eval_batch_size!r} must be a positive integer")
     lr = cfg.optimizer.get("lr")
@@ -124,13 +126,15 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
                       num_classes=data.num_classes)
     eval_names = ["val", "test"] + (["train_eval"] if cfg.trainer.train_eval_pass else [])
-    module = Classifier(net, instantiate(cfg.optimizer), eval_names)
+    module = Classifier(net, instantiate(cfg.optimizer), eval_names, batch_size=cfg.trainer.batch_size)
     if on_epoch is not None:
         module.epoch_listeners.append(on_epoch)
     eval_sets = {"val": "val", "test": "test", "train_eval": "train"}
     eval_loaders = [TensorBatches(data.images[eval_sets[n]], data.labels[eval_sets[n]], cfg.trainer.eval_batch_size)
                     for n in eval_names]
-    train_loader = TensorBatches(data.images["train"], data.labels["train"], cfg.trainer.batch_size,
+    # Chunks of consecutive minibatches; the module splits them back (see lightning_module.py).
+    train_loader = TensorBatches(data.images["train"], data.labels["train"],
+                                 cfg.trainer.batch_size * cfg.trainer.minibatches_per_step,
                                  shuffle=True, seed=int(cfg.seed))
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
@@ -142,7 +146,10 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     )
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=eval_loaders)
     require(len(module.history) == cfg.trainer.max_epochs, "training stopped before the last epoch")
-    return module, count_parameters(net), str(trainer.strategy.root_device)
+    device = str(trainer.strategy.root_device)
+    if device == "cpu":  # the thread count changes float summation order, hence the last digits
+        device = f"cpu ({torch.get_num_threads()} threads)"
+    return module, count_parameters(net), device
 
 
 @exit_on_config_error
@@ -192,6 +199,7 @@ def train(cfg: DictConfig) -> dict | None:
                "n_params": n_params, "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3),
                "device": device, "mlflow_run_id": mlflow_run.run_id,
                "final": {c: float(final[c]) for c in columns[4:]}}
+    mlflow_run.client.set_tag(mlflow_run.run_id, "device", device)
     mlflow_run.finish([run_dir / "metrics.csv", run_dir / "config.yaml"],
                       extra_metrics={"n_params": n_params, "wall_time_s": wall})
     atomic_write_json(run_dir / "done.json", summary)  # last: marks the run complete
