@@ -141,7 +141,12 @@ def main() -> None:
                       f"{row['project_img_s']:7.0f} img/s, ratio {row['ratio_of_medians']:.2f}", flush=True)
     import torch
 
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    cpu = platform.machine()
+    if Path("/proc/cpuinfo").exists():
+        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                 if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    machine = {"cpu": cpu, "cores": os.cpu_count(),
                "threads": args.threads, "torch": torch.__version__, "python": platform.python_version()}
     Path(args.out).write_text(json.dumps({"machine": machine, "n_train": N_TRAIN, "epochs": args.epochs,
                                           "repeats": args.repeats, "rows": rows}, indent=2) + "\n")

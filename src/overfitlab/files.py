@@ -73,11 +73,15 @@ def sha256_json(obj) -> str:
 
 
 def git_commit(cwd: str | Path = ".") -> str:
-    """The code version: HEAD commit, with ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+    """The code version: HEAD commit, with ``-dirty`` when tracked files differ; ``unknown`` outside git.
+
+    ``dvc.lock`` does not count: ``dvc repro`` itself rewrites it between stages.
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)dvc.lock"], cwd=cwd,
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -1,0 +1,44 @@
+"""Atomic outputs and the code version recorded with every run."""
+
+import subprocess
+
+import pytest
+
+from overfitlab.files import atomic_directory, atomic_write_text, git_commit
+
+
+def test_atomic_directory_replaces_whole_or_leaves_the_old_one(tmp_path):
+    target = tmp_path / "out"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("killed mid-way")
+    assert (target / "a.txt").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp left behind
+
+
+def test_atomic_write_leaves_no_temp_file(tmp_path):
+    atomic_write_text(tmp_path / "x.json", "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    assert oct((tmp_path / "x.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_git_commit_marks_dirty_code_but_not_dvc_lock(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "dvc.lock").write_text("v1\n")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "dvc.lock").write_text("v2\n")  # dvc repro rewrites it between stages
+    assert git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert git_commit(tmp_path) == head + "-dirty"
