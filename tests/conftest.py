@@ -45,7 +45,8 @@ SMALL_STUDY = {
               "seeds": [0, 1]},
     "prepare": {"train_size": 200, "val_size": 100, "test_size": None, "classes": None, "rotations": [],
                 "split_seed": 0},
-    "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "train_eval_pass": False},
+    "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "train_eval_pass": False,
+              "label_noise": 0.0, "pixels": "none", "data_seed": 0},
 }
 
 

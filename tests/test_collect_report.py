@@ -29,7 +29,8 @@ def write_known_runs(project):
         table = pd.DataFrame({"dataset": "fashion_mnist", "model": model, "seed": seed, "epoch": epochs,
                               "train_loss": 1.0 / epochs, "train_acc": np.array(test_acc) + 0.1 * epochs,
                               "val_loss": 1.2 / epochs, "val_acc": test_acc,
-                              "test_loss": [1.0, 0.5, 0.7], "test_acc": test_acc})
+                              "test_loss": [1.0, 0.5, 0.7], "test_acc": test_acc,
+                              "test_conf_wrong": [0.3, 0.2, 0.1 * (seed + 1)], "test_ece": [0.2, 0.1, 0.05]})
         table.to_csv(run_dir / "metrics.csv", index=False)
         (run_dir / "done.json").write_text(json.dumps({
             "dataset": "fashion_mnist", "model": model, "seed": seed, "config_hash": "h", "data_version": "d",
@@ -88,6 +89,12 @@ def test_numbers_behind_the_box_plot_and_the_curves(project):
     assert table.loc["model_d", "test_acc_mean"] == pytest.approx(76.0)
     assert table.loc["model_d", "test_acc_sd"] == pytest.approx(100 * np.std([0.75, 0.77], ddof=1))
     assert table.loc["model_d", "best_epoch_median"] == 2.5 and table.loc["model_d", "params"] == 100
+    assert table.loc["model_d", "conf_wrong_mean"] == pytest.approx(15.0)  # final 0.1 and 0.2
+    # Time to fit (train_acc >= 99 %): model_d seed 0 reaches 0.8 + 0.2 = 1.0 at epoch 2 and seed 1
+    # 0.77 + 0.3 = 1.07 at epoch 3; mlp never gets past 0.7 + 0.3 = 1.0 at epoch 3 (seed 0 only).
+    assert runs.set_index(["model", "seed"]).fit_epoch.to_dict() == pytest.approx(
+        {("mlp_300_100", 0): 3, ("mlp_300_100", 1): float("nan"), ("model_d", 0): 2, ("model_d", 1): 3}, nan_ok=True)
+    assert table.loc["model_d", "fit_epoch_median"] == 2.5 and table.loc["mlp_300_100", "seeds_fitted"] == 1
 
 
 def test_report_writes_figures_and_a_self_contained_page(project):
@@ -113,3 +120,12 @@ def test_study_rejects_unknown_names_and_empty_seeds(project):
     set_params(project, study={"models": ["model_d"], "seeds": []})
     with pytest.raises(ConfigError, match="study.seeds"):
         load_study()
+
+
+def test_collect_looks_for_runs_of_the_controlled_variant(project):
+    from conftest import set_params
+
+    set_params(project, train={"label_noise": 0.2})
+    study = load_study()
+    assert study.run_dir(project / "runs", "fashion_mnist", "model_d", 1) == \
+        project / "runs" / "fashion_mnist+labels0.2" / "model_d" / "seed=1"

@@ -24,9 +24,10 @@ def test_run_writes_every_metric_for_every_epoch(prepared, project):
     summary = run_once(["seed=0"])
     table = metrics(project)
     assert list(table.columns) == ["dataset", "model", "seed", "epoch", "train_loss", "train_acc",
-                                   "val_loss", "val_acc", "test_loss", "test_acc"]
+                                   "val_loss", "val_acc", "test_loss", "test_acc", "test_conf_wrong", "test_ece"]
     assert table.epoch.tolist() == [1, 2]  # epochs count from 1, one row each
-    assert table[["train_acc", "val_acc", "test_acc"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert table[["train_acc", "val_acc", "test_acc", "test_conf_wrong", "test_ece"]].apply(
+        lambda c: c.between(0, 1)).all().all()
     # The synthetic classes are easy: two epochs must beat chance (10 %) by far on the test set.
     assert table.test_acc.iloc[-1] > 0.5
     assert summary["final"]["test_acc"] == pytest.approx(table.test_acc.iloc[-1])

@@ -21,5 +21,12 @@ def _sweep_list(values, key: str = "seeds") -> str:
 
 
 # Registered at import so every entry point (and the tests' compose calls) can resolve conf/.
+def _control_tag(label_noise, pixels) -> str:
+    from .controls import control_tag
+
+    return control_tag(label_noise, pixels)
+
+
 if not OmegaConf.has_resolver("sweep"):
     OmegaConf.register_new_resolver("sweep", _sweep_list)
+    OmegaConf.register_new_resolver("control_tag", _control_tag)

@@ -53,8 +53,12 @@ def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
     return epochs
 
 
+FIT_THRESHOLD = 0.99  # "time to fit": first epoch whose running training accuracy reaches 99 %
+
+
 def summarize_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: final metrics, epoch of best test accuracy and of lowest test loss."""
+    """One row per run: final metrics, epoch of best test accuracy and of lowest test loss
+    (the overfitting onset), and the time to fit the training set (NaN if never reached)."""
     keys = ["dataset", "model", "seed"]
     last = epochs.sort_values("epoch").groupby(keys, sort=False).tail(1)
     metric_cols = [c for c in epochs.columns if c not in keys + ["epoch"]]
@@ -63,7 +67,9 @@ def summarize_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     best = best.rename(columns={"epoch": "best_test_epoch", "test_acc": "best_test_acc"})
     min_loss = epochs.loc[epochs.groupby(keys)["test_loss"].idxmin(), keys + ["epoch"]]
     min_loss = min_loss.rename(columns={"epoch": "min_test_loss_epoch"})
+    fitted = epochs[epochs["train_acc"] >= FIT_THRESHOLD].groupby(keys)["epoch"].min().rename("fit_epoch")
     table = runs.merge(final, on=keys).merge(best, on=keys).merge(min_loss, on=keys)
+    table = table.merge(fitted.reset_index(), on=keys, how="left")
     return table.sort_values(keys).reset_index(drop=True)
 
 

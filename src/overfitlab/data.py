@@ -136,12 +136,14 @@ class TensorBatches:
     """Whole batches sliced from in-memory tensors: no per-sample ``__getitem__`` or collate.
 
     With ``shuffle`` a fresh permutation is drawn each epoch from a generator seeded once, so
-    the data order is fixed by the seed and differs between epochs.
+    the data order is fixed by the seed and differs between epochs. With ``flags`` (one bool
+    per example, e.g. "label corrupted") batches are (images, labels, flags).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 shuffle: bool = False, seed: int = 0):
-        self.images, self.labels, self.batch_size, self.shuffle = images, labels, batch_size, shuffle
+                 shuffle: bool = False, seed: int = 0, flags: torch.Tensor | None = None):
+        self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
+        self.tensors = (images, labels) if flags is None else (images, labels, flags)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -152,7 +154,7 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+                yield tuple(t[start:start + self.batch_size] for t in self.tensors)
             else:
                 idx = order[start:start + self.batch_size]
-                yield self.images[idx], self.labels[idx]
+                yield tuple(t[idx] for t in self.tensors)

@@ -9,6 +9,10 @@ or logger call per step. Which number is which:
   the epoch (only with ``trainer.train_eval_pass: true``).
 * ``val_*`` and ``test_*``: eval-mode passes after the epoch. The test set is an extra evaluation
   loader, reported every epoch and never used to select anything.
+* ``train_clean_acc`` / ``train_corrupted_acc``: the running training accuracy (against the labels
+  trained on) split into examples whose label was kept and those a randomization control replaced.
+* ``test_conf_wrong``: fraction of test images predicted wrongly with confidence >= 0.9;
+  ``test_ece``: expected calibration error of the test predictions (15 equal-width bins).
 
 Speed: Lightning's per-step machinery costs about a millisecond, as much as a whole small-model
 step on a CPU. So one Lightning step receives a *chunk* of ``minibatches_per_step`` consecutive
@@ -21,6 +25,32 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import nn
+
+CONFIDENT = 0.9  # "confidently wrong": the source study's wrong predictions at >= 90 % confidence
+ECE_BINS = 15
+
+
+def calibration_counts(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per batch: [confidently wrong, then per confidence bin: count, sum of confidence, correct]."""
+    confidence, predicted = logits.softmax(1).max(1)
+    correct = (predicted == y).to(confidence.dtype)
+    bins = (confidence * ECE_BINS).long().clamp_(max=ECE_BINS - 1)
+    per_bin = torch.zeros(3, ECE_BINS, dtype=confidence.dtype, device=logits.device)
+    per_bin[0].index_add_(0, bins, torch.ones_like(confidence))
+    per_bin[1].index_add_(0, bins, confidence)
+    per_bin[2].index_add_(0, bins, correct)
+    confidently_wrong = ((1 - correct) * (confidence >= CONFIDENT)).sum()
+    return torch.cat([confidently_wrong.view(1), per_bin.flatten()])
+
+
+def calibration_total(counts: torch.Tensor) -> float:
+    return float(counts[1:].view(3, ECE_BINS)[0].sum())
+
+
+def expected_calibration_error(counts: torch.Tensor) -> float:
+    """ECE = sum over bins of n_b / N * |accuracy_b - confidence_b| = sum |correct_b - conf_b| / N."""
+    per_bin = counts[1:].view(3, ECE_BINS)
+    return float((per_bin[2] - per_bin[1]).abs().sum() / per_bin[0].sum())
 
 
 class Classifier(L.LightningModule):
@@ -53,29 +83,51 @@ class Classifier(L.LightningModule):
             totals[1] += correct
             totals[2] += len(y)
 
+    def _accumulate_subset(self, prefix: str, hit: torch.Tensor, mask: torch.Tensor) -> None:
+        """Correct count and size of a subset of a batch (e.g. examples with corrupted labels)."""
+        stats = torch.stack([(hit & mask).sum(), mask.sum()])
+        self._sums[prefix] = self._sums[prefix] + stats if prefix in self._sums else stats
+
     def training_step(self, chunk, chunk_idx):
         optimizer = self.optimizers()
-        x_chunk, y_chunk = chunk
-        for x, y in zip(x_chunk.split(self.batch_size), y_chunk.split(self.batch_size)):
+        for x, y, *flags in zip(*(t.split(self.batch_size) for t in chunk)):
             logits = self.net(x)
             loss_sum = self.loss_fn(logits, y)
             optimizer.zero_grad()
             self.manual_backward(loss_sum / len(y))
             optimizer.step()
             self._accumulate("train", logits, y, loss_sum)
+            if flags:  # a randomization control replaced some labels
+                hit = logits.argmax(1) == y
+                self._accumulate_subset("train_clean", hit, ~flags[0])
+                self._accumulate_subset("train_corrupted", hit, flags[0])
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
         logits = self.net(x)
-        self._accumulate(self.eval_names[dataloader_idx], logits, y, self.loss_fn(logits, y))
+        name = self.eval_names[dataloader_idx]
+        self._accumulate(name, logits, y, self.loss_fn(logits, y))
+        if name == "test":
+            counts = calibration_counts(logits, y)
+            self._sums["calibration"] = self._sums["calibration"] + counts if "calibration" in self._sums else counts
 
     def on_train_epoch_end(self) -> None:
         # Lightning runs the validation loop before this hook, so all sums of the epoch are here.
         row = {"epoch": self.current_epoch + 1}
-        for prefix, (loss, correct, n) in self._sums.items():
-            row[f"{prefix}_loss"] = loss.item() / n
-            row[f"{prefix}_acc"] = correct.item() / n
+        sums = self._sums
         self._sums = {}
+        calibration = sums.pop("calibration", None)
+        for prefix, totals in sums.items():
+            if len(totals) == 3:
+                loss, correct, n = totals
+                row[f"{prefix}_loss"] = loss.item() / n
+                row[f"{prefix}_acc"] = correct.item() / n
+            else:  # a subset: correct, size
+                correct, n = totals.tolist()
+                row[f"{prefix}_acc"] = correct / n if n else float("nan")
+        if calibration is not None:
+            row["test_conf_wrong"] = float(calibration[0]) / calibration_total(calibration)
+            row["test_ece"] = expected_calibration_error(calibration)
         self.history.append(row)
         for listener in self.epoch_listeners:
             listener(row)

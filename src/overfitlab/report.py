@@ -61,6 +61,10 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
             "gap_mean": 100 * g["final_gap_acc"].mean(),
             "best_epoch_median": float(g["best_test_epoch"].median()),
             "best_test_acc_mean": 100 * g["best_test_acc"].mean(),
+            "fit_epoch_median": float(g["fit_epoch"].median()) if g["fit_epoch"].notna().any() else float("nan"),
+            "seeds_fitted": int(g["fit_epoch"].notna().sum()),
+            "conf_wrong_mean": 100 * g.get("final_test_conf_wrong", pd.Series(dtype=float)).mean(),
+            "ece_mean": g.get("final_test_ece", pd.Series(dtype=float)).mean(),
         })
     return pd.DataFrame(rows)
 
@@ -140,7 +144,7 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
     acc = _percent(curve_bands(epochs, ["train_acc", "test_acc"]))
     gap = _percent(curve_bands(epochs, ["gap_acc"]), clip=False)
     loss = curve_bands(epochs, ["train_loss", "test_loss"])
-    return {
+    figs = {
         "final_test_accuracy": plot_box(final_accuracy(runs)),
         "learning_curves": plot_bands(acc, {"train_acc": "train", "test_acc": "test"}, "accuracy (%)",
                                       title="Train vs test accuracy: mean over seeds, 95 % band"),
@@ -149,6 +153,13 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
         "loss_curves": plot_bands(loss, {"train_loss": "train", "test_loss": "test"}, "cross-entropy (log)",
                                   log=True, title="Train vs test loss"),
     }
+    if "train_corrupted_acc" in epochs and epochs["train_corrupted_acc"].notna().any():
+        noisy = _percent(curve_bands(epochs.dropna(subset=["train_corrupted_acc"]),
+                                     ["train_clean_acc", "train_corrupted_acc", "test_acc"]))
+        figs["clean_vs_corrupted"] = plot_bands(
+            noisy, {"train_clean_acc": "train, kept labels", "train_corrupted_acc": "train, random labels",
+                    "test_acc": "test"}, "accuracy (%)", title="Fitting real vs random labels")
+    return figs
 
 
 CAPTIONS = {
@@ -157,6 +168,8 @@ CAPTIONS = {
                        "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.",
     "generalization_gap": "Train − test accuracy per epoch: a growing gap is memorization, not learning.",
     "loss_curves": "Training and test loss (log scale). A test loss rising while training loss falls marks overfitting.",
+    "clean_vs_corrupted": "Running training accuracy on the examples whose labels were kept vs those a control "
+                          "replaced by random labels: fitting the random ones is memorization.",
 }
 
 
@@ -171,6 +184,10 @@ def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFr
             "gap (points)": df["gap_mean"].map("{:.2f}".format),
             "best epoch (median)": df["best_epoch_median"].map("{:g}".format),
             "best test acc (%)": df["best_test_acc_mean"].map("{:.2f}".format),
+            "epochs to fit 99 % (median; seeds that did)": [f"{e:g} ({n})" if n else f"never (0)"
+                                                        for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"])],
+            "confidently wrong (%)": df["conf_wrong_mean"].map("{:.2f}".format),
+            "ECE": df["ece_mean"].map("{:.3f}".format),
         })
         return shown.to_html(index=False, border=0, classes="table")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from .controls import check, control_tag
 from .errors import ConfigError, exit_on_config_error, require
 
 
@@ -16,9 +17,10 @@ class Study:
     datasets: list[str]
     models: list[str]
     seeds: list[int]
+    control_tag: str = ""  # suffix naming the randomization controls of params.yaml's train:
 
     def run_dir(self, runs_root: Path, dataset: str, model: str, seed: int) -> Path:
-        return runs_root / dataset / model / f"seed={seed}"
+        return runs_root / f"{dataset}{self.control_tag}" / model / f"seed={seed}"
 
 
 def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> Study:
@@ -43,7 +45,11 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path = "
         require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
                 f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
     require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
-    return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds))
+    train = params.get("train") or {}
+    label_noise, pixels = train.get("label_noise", 0.0), train.get("pixels", "none")
+    check(label_noise, pixels)
+    return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds),
+                 control_tag(label_noise, pixels))
 
 
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "trainer")

@@ -23,6 +23,7 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from . import controls
 from .data import PreparedDataset, TensorBatches, load_prepared
 from .errors import ConfigError, exit_on_config_error, require
 from .files import atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
@@ -30,9 +31,10 @@ from .models import count_parameters
 from .study import preflight
 
 # The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
-TRAINING_CODE = ["train.py", "lightning_module.py", "models.py", "data.py"]
+TRAINING_CODE = ["train.py", "lightning_module.py", "models.py", "data.py", "controls.py"]
 METRIC_ORDER = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
-                "val_loss", "val_acc", "test_loss", "test_acc"]
+                "train_clean_acc", "train_corrupted_acc",
+                "val_loss", "val_acc", "test_loss", "test_acc", "test_conf_wrong", "test_ece"]
 
 
 def _positive_int(value) -> bool:
@@ -53,6 +55,7 @@ def validate(cfg: DictConfig) -> None:
             f"train.lr={lr!r} must be a positive number")
     require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0,
             f"seed={cfg.seed!r} must be a non-negative integer (params.yaml: study.seeds)")
+    controls.check(cfg.control.label_noise, cfg.control.pixels)
 
 
 def run_identity(cfg: DictConfig, meta: dict) -> dict:
@@ -62,6 +65,7 @@ def run_identity(cfg: DictConfig, meta: dict) -> dict:
     return {
         "dataset": cfg.dataset.name,
         "data_version": meta["data_version"],
+        "control": OmegaConf.to_container(cfg.control, resolve=True),
         "model": OmegaConf.to_container(cfg.model, resolve=True),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "trainer": trainer,
@@ -110,8 +114,12 @@ def _current_launcher() -> DictConfig | None:
     return HydraConfig.get().launcher if HydraConfig.initialized() else None
 
 
-def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=()):
-    """Seed, build and train one model; returns (module, n_params, device name)."""
+def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(), corrupted=None):
+    """Seed, build and train one model; returns (module, n_params, device name).
+
+    ``corrupted`` (one bool per training example) splits the running training accuracy into
+    ``train_clean_acc`` and ``train_corrupted_acc``.
+    """
     import lightning as L
     import torch
     from hydra.utils import instantiate
@@ -135,7 +143,8 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     # Chunks of consecutive minibatches; the module splits them back (see lightning_module.py).
     train_loader = TensorBatches(data.images["train"], data.labels["train"],
                                  cfg.trainer.batch_size * cfg.trainer.minibatches_per_step,
-                                 shuffle=True, seed=int(cfg.seed))
+                                 shuffle=True, seed=int(cfg.seed),
+                                 flags=corrupted if corrupted is not None and corrupted.any() else None)
     trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
         logger=False, enable_checkpointing=False, enable_model_summary=False,
@@ -161,10 +170,12 @@ def train(cfg: DictConfig) -> dict | None:
     console = Console(stderr=True, soft_wrap=True)
     validate(cfg)
     data = load_prepared(cfg.paths.prepared)
+    original_labels = data.labels["train"]
+    corrupted = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
     identity = run_identity(cfg, data.meta)
     config_hash = sha256_json(identity)[:12]
     run_dir = Path(cfg.paths.run_dir)
-    label = f"{cfg.dataset.name} {cfg.model.name} seed={cfg.seed}"
+    label = f"{cfg.data_label} {cfg.model.name} seed={cfg.seed}"
     if is_complete(run_dir, config_hash):
         console.print(f"[dim]= {label}: already trained with this config ({run_dir}), skipped[/dim]")
         return json.loads((run_dir / "done.json").read_text())
@@ -173,14 +184,14 @@ def train(cfg: DictConfig) -> dict | None:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     commit = git_commit()
-    tags = {"dataset": cfg.dataset.name, "model": cfg.model.name, "seed": str(cfg.seed),
+    tags = {"dataset": cfg.data_label, "model": cfg.model.name, "seed": str(cfg.seed),
             "git_commit": commit, "data_version": data.meta["data_version"], "config_hash": config_hash,
-            "run_key": f"{cfg.dataset.name}/{cfg.model.name}/seed={cfg.seed}/{config_hash}",
+            "run_key": f"{cfg.data_label}/{cfg.model.name}/seed={cfg.seed}/{config_hash}",
             "run_dir": str(run_dir), "study": cfg.study.name}
     mlflow_run = RunLogger(cfg, resolved, tags, run_name=f"{cfg.model.name} seed={cfg.seed}")
     start = time.perf_counter()
     try:
-        module, n_params, device = fit(cfg, data, on_epoch=mlflow_run.log_epoch)
+        module, n_params, device = fit(cfg, data, on_epoch=mlflow_run.log_epoch, corrupted=corrupted)
     except BaseException:
         mlflow_run.finish([], status="KILLED")
         raise
@@ -189,12 +200,16 @@ def train(cfg: DictConfig) -> dict | None:
     table = pd.DataFrame(module.history)
     table.insert(0, "seed", int(cfg.seed))
     table.insert(0, "model", cfg.model.name)
-    table.insert(0, "dataset", cfg.dataset.name)
+    table.insert(0, "dataset", cfg.data_label)
     columns = ["dataset", "model", "seed", "epoch"] + [c for c in METRIC_ORDER if c in table]
     atomic_write_text(run_dir / "metrics.csv", table[columns].to_csv(index=False))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    if corrupted.any():  # which training examples the control relabelled
+        relabelled = pd.DataFrame({"example": range(len(corrupted)), "original_label": original_labels.numpy(),
+                                   "label": data.labels["train"].numpy(), "corrupted": corrupted.numpy()})
+        atomic_write_text(run_dir / "train_labels.csv", relabelled.to_csv(index=False))
     final = table.iloc[-1]
-    summary = {"dataset": cfg.dataset.name, "model": cfg.model.name, "seed": int(cfg.seed),
+    summary = {"dataset": cfg.data_label, "model": cfg.model.name, "seed": int(cfg.seed),
                "config_hash": config_hash, "data_version": data.meta["data_version"], "git_commit": commit,
                "n_params": n_params, "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3),
                "device": device, "mlflow_run_id": mlflow_run.run_id,
