@@ -20,6 +20,7 @@ import pandas as pd
 
 from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_text
+from .stats import bootstrap_ci, pairwise
 
 BAND_LEVEL = 0.95
 
@@ -57,6 +58,8 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
             "dataset": dataset, "model": model, "params": int(g["n_params"].iloc[0]), "seeds": len(g),
             "test_acc_mean": 100 * g["final_test_acc"].mean(),
             "test_acc_sd": 100 * g["final_test_acc"].std(ddof=1) if len(g) > 1 else float("nan"),
+            **dict(zip(("test_acc_ci_low", "test_acc_ci_high"),
+                       (100 * v for v in bootstrap_ci(g["final_test_acc"])))),
             "train_acc_mean": 100 * g["final_train_acc"].mean(),
             "gap_mean": 100 * g["final_gap_acc"].mean(),
             "best_epoch_median": float(g["best_test_epoch"].median()),
@@ -75,7 +78,8 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def plot_box(final: pd.DataFrame):
+def plot_box(final: pd.DataFrame, tests: pd.DataFrame | None = None):
+    """Box plot + jittered points per model; brackets give the pairwise Mann-Whitney p-values."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -89,8 +93,21 @@ def plot_box(final: pd.DataFrame):
                       alpha=0.85)
         ax.set(title=f"{dataset}: final test accuracy per seed", xlabel="", ylabel="test accuracy (%)")
         ax.tick_params(axis="x", rotation=20)
+        if tests is not None and not tests.empty:
+            _mark_tests(ax, data, tests[tests["dataset"] == dataset])
     fig.tight_layout()
     return fig
+
+
+def _mark_tests(ax, data: pd.DataFrame, tests: pd.DataFrame) -> None:
+    positions = {label.get_text(): i for i, label in enumerate(ax.get_xticklabels())}
+    top, span = data["test_acc_pct"].max(), max(data["test_acc_pct"].max() - data["test_acc_pct"].min(), 1.0)
+    for k, t in enumerate(tests.itertuples()):
+        x1, x2 = sorted((positions[t.a], positions[t.b]))
+        y = top + span * (0.08 + 0.12 * k)
+        ax.plot([x1, x1, x2, x2], [y - span * 0.02, y, y, y - span * 0.02], color="#555", linewidth=0.8)
+        ax.text((x1 + x2) / 2, y, f"p={t.p:.2g}" + ("*" if t.note else ""), ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(top=top + span * (0.15 + 0.12 * len(tests)))
 
 
 def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: bool = False, title: str = ""):
@@ -145,7 +162,7 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
     gap = _percent(curve_bands(epochs, ["gap_acc"]), clip=False)
     loss = curve_bands(epochs, ["train_loss", "test_loss"])
     figs = {
-        "final_test_accuracy": plot_box(final_accuracy(runs)),
+        "final_test_accuracy": plot_box(final_accuracy(runs), pairwise(final_accuracy(runs))),
         "learning_curves": plot_bands(acc, {"train_acc": "train", "test_acc": "test"}, "accuracy (%)",
                                       title="Train vs test accuracy: mean over seeds, 95 % band"),
         "generalization_gap": plot_bands(gap, {"gap_acc": "train − test"}, "accuracy gap (points)",
@@ -163,7 +180,8 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
 
 
 CAPTIONS = {
-    "final_test_accuracy": "Final test accuracy of every seed (points), with its box plot per architecture.",
+    "final_test_accuracy": "Final test accuracy of every seed (points), with its box plot per architecture; "
+                           "brackets: two-sided Mann-Whitney p-values (* = too few seeds for p < 0.05).",
     "learning_curves": "Training accuracy (running mean over each epoch, dropout on) and test accuracy "
                        "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.",
     "generalization_gap": "Train − test accuracy per epoch: a growing gap is memorization, not learning.",
@@ -173,13 +191,16 @@ CAPTIONS = {
 }
 
 
-def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFrame) -> str:
+def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFrame,
+                tests: pd.DataFrame) -> str:
     def fmt_summary(df: pd.DataFrame) -> str:
         shown = pd.DataFrame({
             "dataset": df["dataset"], "model": df["model"], "parameters": df["params"].map("{:,}".format),
             "seeds": df["seeds"],
             "final test acc (%)": [f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
                                    for m, s in zip(df["test_acc_mean"], df["test_acc_sd"])],
+            "95 % CI of mean (bootstrap)": [f"{lo:.2f} – {hi:.2f}" if lo == lo else "n < 2"
+                                            for lo, hi in zip(df["test_acc_ci_low"], df["test_acc_ci_high"])],
             "final train acc (%)": df["train_acc_mean"].map("{:.2f}".format),
             "gap (points)": df["gap_mean"].map("{:.2f}".format),
             "best epoch (median)": df["best_epoch_median"].map("{:g}".format),
@@ -190,6 +211,15 @@ def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFr
             "ECE": df["ece_mean"].map("{:.3f}".format),
         })
         return shown.to_html(index=False, border=0, classes="table")
+
+    def fmt_tests(df: pd.DataFrame) -> str:
+        if df.empty:
+            return "<p>Only one architecture per dataset: nothing to compare.</p>"
+        shown = df.assign(**{"median A (%)": df["median_a"].map("{:.2f}".format),
+                             "median B (%)": df["median_b"].map("{:.2f}".format),
+                             "p": df["p"].map("{:.3g}".format), "Cliff's δ": df["cliffs_delta"].map("{:+.2f}".format)})
+        cols = ["dataset", "a", "b", "n_a", "n_b", "median A (%)", "median B (%)", "U", "p", "Cliff's δ", "note"]
+        return shown[cols].rename(columns={"a": "A", "b": "B"}).to_html(index=False, border=0, classes="table")
 
     provenance = runs[["dataset", "model", "seed", "final_test_acc", "final_train_acc", "best_test_epoch",
                        "wall_time_s", "device", "git_commit", "data_version", "config_hash", "mlflow_run_id"]]
@@ -212,6 +242,10 @@ details {{ margin-top: 2em; }}
 no checkpoint selection). Code version: {html.escape(commits)}.</p>
 <h2>Summary</h2>
 {fmt_summary(summary)}
+<h2>Comparisons (final test accuracy, two-sided Mann–Whitney U)</h2>
+<p>Cliff's δ = P(A &gt; B) − P(A &lt; B) over pairs of seeds. With few seeds a test cannot reach
+p &lt; 0.05 at all; the note says so rather than letting a large p read as "no difference".</p>
+{fmt_tests(tests)}
 <h2>Figures</h2>
 {figs}
 <details><summary>Every run (provenance)</summary>
@@ -237,7 +271,9 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports") -> Pa
         atomic_write_bytes(out / "figures" / f"{name}.png", images[name])
     summary = summary_table(runs)
     atomic_write_text(out / "figures" / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
-    atomic_write_text(out / "index.html", render_html(images, summary, runs))
+    tests = pairwise(final_accuracy(runs))
+    atomic_write_text(out / "figures" / "comparisons.csv", tests.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests))
     print(f"report: {out / 'index.html'} ({len(images)} figures)", file=sys.stderr)
     return out / "index.html"
 
