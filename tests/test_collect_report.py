@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from overfitlab.collect import collect
-from overfitlab.report import curve_bands, final_accuracy, report, summary_table
+from overfitlab.report import confusion, curve_bands, final_accuracy, per_class_scores, report, summary_table
 from overfitlab.study import load_study
 
 # Known runs: test_acc per epoch for each (model, seed); train_acc = test_acc + 0.1 * epoch.
@@ -21,7 +21,15 @@ KNOWN = {
 }
 
 
+# Final test predictions (label, predicted, confidence) of every known run; classes 0 = "a", 1 = "b".
+PREDICTIONS = [[0, 0, 0.9], [0, 1, 0.95], [1, 1, 0.8], [1, 1, 0.7], [1, 0, 0.6]]
+
+
 def write_known_runs(project):
+    prepared = project / "data/prepared/fashion_mnist"
+    prepared.mkdir(parents=True)
+    (prepared / "meta.json").write_text(json.dumps({
+        "class_names": ["a", "b"], "class_counts": {"train": [6, 4], "val": [2, 2], "test": [2, 3]}}))
     for (model, seed), test_acc in KNOWN.items():
         run_dir = project / "runs" / "fashion_mnist" / model / f"seed={seed}"
         run_dir.mkdir(parents=True)
@@ -32,9 +40,10 @@ def write_known_runs(project):
                               "test_loss": [1.0, 0.5, 0.7], "test_acc": test_acc,
                               "test_conf_wrong": [0.3, 0.2, 0.1 * (seed + 1)], "test_ece": [0.2, 0.1, 0.05]})
         table.to_csv(run_dir / "metrics.csv", index=False)
+        np.save(run_dir / "test_predictions.npy", np.array(PREDICTIONS, dtype=np.float32))
         (run_dir / "done.json").write_text(json.dumps({
             "dataset": "fashion_mnist", "model": model, "seed": seed, "config_hash": "h", "data_version": "d",
-            "git_commit": "c", "n_params": 100 if model == "model_d" else 200, "epochs": 3, "wall_time_s": 1.0,
+            "git_commit": "c", "class_names": ["a", "b"], "n_params": 100 if model == "model_d" else 200, "epochs": 3, "wall_time_s": 1.0,
             "device": "cpu", "mlflow_run_id": f"r{model}{seed}", "final": {}}))
 
 
@@ -102,7 +111,8 @@ def test_report_writes_figures_and_a_self_contained_page(project):
     collect()
     page = report()
     html = page.read_text()
-    for name in ("final_test_accuracy", "learning_curves", "generalization_gap", "loss_curves"):
+    for name in ("final_test_accuracy", "learning_curves", "generalization_gap", "loss_curves",
+                 "confusion_matrices", "class_balance"):
         png = project / "reports/figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'alt="{name}"' in html
@@ -134,3 +144,20 @@ def test_collect_looks_for_runs_of_the_controlled_variant(project):
     study = load_study()
     assert study.run_dir(project / "runs", "fashion_mnist", "model_d", 1) == \
         project / "runs" / "fashion_mnist+labels0.2" / "model_d" / "seed=1"
+
+
+def test_confusion_and_per_class_scores_of_the_median_seed(project):
+    write_known_runs(project)
+    collect()
+    predictions = pd.read_parquet(project / "reports/metrics/predictions.parquet")
+    # Median of 2 seeds = the lower one: model_d seed 0 (0.75 < 0.77), mlp seed 1 (0.66 < 0.70).
+    assert predictions.groupby("model").seed.first().to_dict() == {"mlp_300_100": 1, "model_d": 0}
+    table = confusion(predictions).query("model == 'model_d'").set_index(["label", "predicted"])
+    assert table["count"].to_dict() == {("a", "a"): 1, ("a", "b"): 1, ("b", "a"): 1, ("b", "b"): 2}
+    assert table.loc[("b", "b"), "fraction_of_true"] == pytest.approx(2 / 3)
+    scores = per_class_scores(predictions).query("model == 'model_d'").set_index("class")
+    # class b: tp 2, predicted 3, actual 3 -> precision 2/3, recall 2/3; class a: tp 1 of 2 and 2.
+    assert scores.loc["b", ["precision", "recall", "f1"]].tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3])
+    assert scores.loc["a", ["precision", "recall", "f1", "support"]].tolist() == pytest.approx([0.5, 0.5, 0.5, 2])
+    counts = pd.read_csv(project / "reports/metrics/class_counts.csv")
+    assert counts.query("split == 'test'")["count"].tolist() == [2, 3]

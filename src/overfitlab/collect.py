@@ -5,7 +5,9 @@ Outputs (in ``reports/metrics/``):
   train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, gap_acc, gap_loss, ...);
 * ``runs.csv``: one row per run (final metrics, best epoch, parameters, provenance);
 * ``summary.json``: DVC metrics, mean and sd of the final accuracies per dataset and model;
-* ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``.
+* ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``;
+* ``predictions.parquet``: final test predictions of the median seed of each (dataset, model);
+* ``class_counts.csv``: examples per class and split of each prepared dataset (class balance).
 
     python -m overfitlab.collect
 """
@@ -17,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, exit_on_config_error
@@ -90,6 +93,32 @@ def mean_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     return epochs.groupby(["dataset", "model", "epoch"], sort=True)[cols].mean().reset_index()
 
 
+def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.DataFrame:
+    """Final test predictions of the seed with the median final test accuracy (the lower one for
+    an even count), per (dataset, model): a typical run, not the best one."""
+    frames = []
+    for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
+        run = group.sort_values(["final_test_acc", "seed"]).iloc[(len(group) - 1) // 2]
+        run_dir = runs_root / dataset / model / f"seed={run.seed}"
+        done = json.loads((run_dir / "done.json").read_text())
+        label, predicted, confidence = np.load(run_dir / "test_predictions.npy").T
+        names = np.asarray(done["class_names"])
+        frames.append(pd.DataFrame({"dataset": dataset, "model": model, "seed": int(run.seed),
+                                    "label": names[label.astype(int)], "predicted": names[predicted.astype(int)],
+                                    "confidence": confidence}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def class_counts(study: Study, prepared_root: Path) -> pd.DataFrame:
+    rows = []
+    for dataset in study.datasets:
+        meta = json.loads((prepared_root / dataset / "meta.json").read_text())
+        for split, counts in meta["class_counts"].items():
+            rows += [{"dataset": dataset, "split": split, "class": name, "count": int(n)}
+                     for name, n in zip(meta["class_names"], counts)]
+    return pd.DataFrame(rows)
+
+
 def _csv(df: pd.DataFrame) -> str:
     buffer = io.StringIO()
     df.to_csv(buffer, index=False, float_format="%.6g")
@@ -97,7 +126,8 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 @exit_on_config_error
-def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: str = "reports/metrics") -> pd.DataFrame:
+def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: str = "reports/metrics",
+            prepared_root: str = "data/prepared") -> pd.DataFrame:
     study = load_study(params_file)
     epochs, runs = read_runs(study, Path(runs_root))
     epochs = add_derived(epochs).sort_values(["dataset", "model", "seed", "epoch"]).reset_index(drop=True)
@@ -109,6 +139,10 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
     run_table = summarize_runs(epochs, runs)
     atomic_write_text(out / "runs.csv", _csv(run_table))
     atomic_write_json(out / "summary.json", metrics_summary(run_table))
+    predictions = io.BytesIO()
+    median_seed_predictions(run_table, Path(runs_root)).to_parquet(predictions, index=False)
+    atomic_write_bytes(out / "predictions.parquet", predictions.getvalue())
+    atomic_write_text(out / "class_counts.csv", _csv(class_counts(study, Path(prepared_root))))
     curves = mean_curves(epochs)
     for (dataset, model), group in curves.groupby(["dataset", "model"]):
         atomic_write_text(out / "curves" / f"{dataset}__{model}.csv", _csv(group.drop(columns=["dataset", "model"])))

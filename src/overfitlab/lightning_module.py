@@ -65,6 +65,7 @@ class Classifier(L.LightningModule):
         self.history: list[dict] = []
         self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
         self._sums: dict[str, list] = {}  # prefix -> [loss sum, correct count, examples]
+        self.test_predictions: list[torch.Tensor] = []  # last epoch: [label, predicted, confidence]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -108,6 +109,9 @@ class Classifier(L.LightningModule):
         name = self.eval_names[dataloader_idx]
         self._accumulate(name, logits, y, self.loss_fn(logits, y))
         if name == "test":
+            if self.current_epoch == self.trainer.max_epochs - 1:  # keep the final predictions
+                confidence, predicted = logits.softmax(1).max(1)
+                self.test_predictions.append(torch.stack([y.float(), predicted.float(), confidence], 1).cpu())
             counts = calibration_counts(logits, y)
             self._sums["calibration"] = self._sums["calibration"] + counts if "calibration" in self._sums else counts
 

@@ -72,6 +72,62 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def confusion(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Counts per (dataset, model, true label, predicted label), with the row-normalized fraction."""
+    counts = predictions.groupby(["dataset", "model", "label", "predicted"]).size().rename("count").reset_index()
+    counts["fraction_of_true"] = counts["count"] / counts.groupby(["dataset", "model", "label"])["count"].transform("sum")
+    return counts
+
+
+def per_class_scores(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall and F1 per class for each (dataset, model); classes never predicted get precision 0."""
+    rows = []
+    for (dataset, model), p in predictions.groupby(["dataset", "model"], sort=True):
+        for name in sorted(set(p["label"]) | set(p["predicted"])):
+            tp = int(((p.label == name) & (p.predicted == name)).sum())
+            predicted, actual = int((p.predicted == name).sum()), int((p.label == name).sum())
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / actual if actual else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            rows.append({"dataset": dataset, "model": model, "seed": int(p.seed.iloc[0]), "class": name,
+                         "precision": precision, "recall": recall, "f1": f1, "support": actual})
+    return pd.DataFrame(rows)
+
+
+def plot_confusions(table: pd.DataFrame, class_order: dict[str, list[str]]):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    panels = table[["dataset", "model"]].drop_duplicates().values.tolist()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
+    for ax, (dataset, model) in zip(axes[0], panels):
+        names = class_order[dataset]
+        matrix = (table[(table.dataset == dataset) & (table.model == model)]
+                  .pivot(index="label", columns="predicted", values="fraction_of_true")
+                  .reindex(index=names, columns=names).fillna(0.0) * 100)
+        sns.heatmap(matrix, ax=ax, cmap="Blues", vmin=0, vmax=100, cbar=False, square=True,
+                    annot=len(names) <= 10, fmt=".0f", annot_kws={"fontsize": 7})
+        ax.set(title=f"{model}" + (f" ({dataset})" if len(class_order) > 1 else ""), xlabel="predicted", ylabel="true")
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Confusion matrices of the median seed (% of each true class)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_balance(counts: pd.DataFrame):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    datasets = list(dict.fromkeys(counts["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        sns.barplot(data=counts[counts.dataset == dataset], x="class", y="count", hue="split", ax=ax)
+        ax.set(title=f"{dataset}: examples per class and split", xlabel="")
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -153,7 +209,8 @@ def _percent(bands: pd.DataFrame, clip: bool = True) -> pd.DataFrame:
     return bands
 
 
-def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
+def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
+            counts: pd.DataFrame) -> dict[str, object]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,6 +233,11 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame) -> dict[str, object]:
         figs["clean_vs_corrupted"] = plot_bands(
             noisy, {"train_clean_acc": "train, kept labels", "train_corrupted_acc": "train, random labels",
                     "test_acc": "test"}, "accuracy (%)", title="Fitting real vs random labels")
+    class_order = {d: list(dict.fromkeys(g["class"])) for d, g in counts.groupby("dataset")}
+    for dataset in predictions["dataset"].unique():  # a controlled variant shares its dataset's classes
+        class_order.setdefault(dataset, class_order.get(dataset.split("+")[0], sorted(set(predictions["label"]))))
+    figs["confusion_matrices"] = plot_confusions(confusion(predictions), class_order)
+    figs["class_balance"] = plot_class_balance(counts)
     return figs
 
 
@@ -186,13 +248,15 @@ CAPTIONS = {
                        "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.",
     "generalization_gap": "Train − test accuracy per epoch: a growing gap is memorization, not learning.",
     "loss_curves": "Training and test loss (log scale). A test loss rising while training loss falls marks overfitting.",
+    "confusion_matrices": "Where the typical (median-accuracy) seed's final test predictions go, per true class.",
+    "class_balance": "Examples per class in the prepared training, validation and test splits (the class-balance check).",
     "clean_vs_corrupted": "Running training accuracy on the examples whose labels were kept vs those a control "
                           "replaced by random labels: fitting the random ones is memorization.",
 }
 
 
 def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFrame,
-                tests: pd.DataFrame) -> str:
+                tests: pd.DataFrame, scores: pd.DataFrame) -> str:
     def fmt_summary(df: pd.DataFrame) -> str:
         shown = pd.DataFrame({
             "dataset": df["dataset"], "model": df["model"], "parameters": df["params"].map("{:,}".format),
@@ -248,6 +312,11 @@ p &lt; 0.05 at all; the note says so rather than letting a large p read as "no d
 {fmt_tests(tests)}
 <h2>Figures</h2>
 {figs}
+<h2>Per-class precision, recall and F1 (median seed, final epoch)</h2>
+{scores.pivot_table(index="class", columns="model", values="f1").to_html(border=0, classes="table", float_format=lambda v: f"{v:.3f}")}
+<details><summary>Precision and recall per class</summary>
+{scores.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.3f}")}
+</details>
 <details><summary>Every run (provenance)</summary>
 {provenance.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.4g}")}
 </details>
@@ -263,9 +332,11 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports") -> Pa
     require((metrics / "epochs.parquet").exists(), f"{metrics}/epochs.parquet not found: run the collect stage first")
     epochs = pd.read_parquet(metrics / "epochs.parquet")
     runs = pd.read_csv(metrics / "runs.csv")
+    predictions = pd.read_parquet(metrics / "predictions.parquet")
+    counts = pd.read_csv(metrics / "class_counts.csv")
     out = Path(out_dir)
     images = {}
-    for name, fig in figures(epochs, runs).items():
+    for name, fig in figures(epochs, runs, predictions, counts).items():
         images[name] = _png(fig)
         plt.close(fig)
         atomic_write_bytes(out / "figures" / f"{name}.png", images[name])
@@ -273,7 +344,9 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports") -> Pa
     atomic_write_text(out / "figures" / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
     tests = pairwise(final_accuracy(runs))
     atomic_write_text(out / "figures" / "comparisons.csv", tests.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests))
+    scores = per_class_scores(predictions)
+    atomic_write_text(out / "figures" / "per_class_scores.csv", scores.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests, scores))
     print(f"report: {out / 'index.html'} ({len(images)} figures)", file=sys.stderr)
     return out / "index.html"
 

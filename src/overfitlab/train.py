@@ -10,6 +10,7 @@ skipped, anything else there (half-written or stale) is removed and trained agai
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -20,13 +21,15 @@ import warnings
 from pathlib import Path
 
 import hydra
+import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import controls
 from .data import PreparedDataset, TensorBatches, load_prepared
 from .errors import ConfigError, exit_on_config_error, require
-from .files import atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
 from .models import count_parameters
 from .study import preflight
 
@@ -121,7 +124,6 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     ``train_clean_acc`` and ``train_corrupted_acc``.
     """
     import lightning as L
-    import torch
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import RichProgressBar
 
@@ -204,6 +206,10 @@ def train(cfg: DictConfig) -> dict | None:
     columns = ["dataset", "model", "seed", "epoch"] + [c for c in METRIC_ORDER if c in table]
     atomic_write_text(run_dir / "metrics.csv", table[columns].to_csv(index=False))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+    # Final test predictions (label, predicted, confidence) for confusion matrices and the like.
+    buffer = io.BytesIO()
+    np.save(buffer, torch.cat(module.test_predictions).numpy())
+    atomic_write_bytes(run_dir / "test_predictions.npy", buffer.getvalue())
     if corrupted.any():  # which training examples the control relabelled
         relabelled = pd.DataFrame({"example": range(len(corrupted)), "original_label": original_labels.numpy(),
                                    "label": data.labels["train"].numpy(), "corrupted": corrupted.numpy()})
@@ -211,7 +217,7 @@ def train(cfg: DictConfig) -> dict | None:
     final = table.iloc[-1]
     summary = {"dataset": cfg.data_label, "model": cfg.model.name, "seed": int(cfg.seed),
                "config_hash": config_hash, "data_version": data.meta["data_version"], "git_commit": commit,
-               "n_params": n_params, "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3),
+               "class_names": data.meta["class_names"], "n_params": n_params, "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3),
                "device": device, "mlflow_run_id": mlflow_run.run_id,
                "final": {c: float(final[c]) for c in columns[4:]}}
     mlflow_run.client.set_tag(mlflow_run.run_id, "device", device)
