@@ -30,6 +30,7 @@ def write_known_runs(project):
     prepared.mkdir(parents=True)
     (prepared / "meta.json").write_text(json.dumps({
         "class_names": ["a", "b"], "class_counts": {"train": [6, 4], "val": [2, 2], "test": [2, 3]}}))
+    np.save(prepared / "test_images.npy", np.random.default_rng(0).integers(0, 255, (5, 1, 28, 28), dtype=np.uint8))
     for (model, seed), test_acc in KNOWN.items():
         run_dir = project / "runs" / "fashion_mnist" / model / f"seed={seed}"
         run_dir.mkdir(parents=True)
@@ -112,7 +113,7 @@ def test_report_writes_figures_and_a_self_contained_page(project):
     page = report()
     html = page.read_text()
     for name in ("final_test_accuracy", "learning_curves", "generalization_gap", "loss_curves",
-                 "confusion_matrices", "class_balance"):
+                 "confusion_matrices", "class_balance", "prediction_grid"):
         png = project / "reports/figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'alt="{name}"' in html
@@ -152,6 +153,7 @@ def test_confusion_and_per_class_scores_of_the_median_seed(project):
     predictions = pd.read_parquet(project / "reports/metrics/predictions.parquet")
     # Median of 2 seeds = the lower one: model_d seed 0 (0.75 < 0.77), mlp seed 1 (0.66 < 0.70).
     assert predictions.groupby("model").seed.first().to_dict() == {"mlp_300_100": 1, "model_d": 0}
+    assert predictions.query("model == 'model_d'")["index"].tolist() == [0, 1, 2, 3, 4]  # test-set order
     table = confusion(predictions).query("model == 'model_d'").set_index(["label", "predicted"])
     assert table["count"].to_dict() == {("a", "a"): 1, ("a", "b"): 1, ("b", "a"): 1, ("b", "b"): 2}
     assert table.loc[("b", "b"), "fraction_of_true"] == pytest.approx(2 / 3)

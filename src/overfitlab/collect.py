@@ -104,7 +104,7 @@ def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.Data
         label, predicted, confidence = np.load(run_dir / "test_predictions.npy").T
         names = np.asarray(done["class_names"])
         frames.append(pd.DataFrame({"dataset": dataset, "model": model, "seed": int(run.seed),
-                                    "label": names[label.astype(int)], "predicted": names[predicted.astype(int)],
+                                    "index": np.arange(len(label)), "label": names[label.astype(int)], "predicted": names[predicted.astype(int)],
                                     "confidence": confidence}))
     return pd.concat(frames, ignore_index=True)
 

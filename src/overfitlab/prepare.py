@@ -18,7 +18,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .data import SPLITS, RawDataset, load_raw
-from .errors import ConfigError, exit_on_config_error, require
+from .errors import exit_on_config_error, require
 from .files import atomic_directory, atomic_write_json, sha256_files
 from .study import preflight
 

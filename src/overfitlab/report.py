@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -128,6 +127,36 @@ def plot_class_balance(counts: pd.DataFrame):
     return fig
 
 
+GRID_IMAGES = 10  # test images shown per model in the prediction grid
+
+
+def plot_prediction_grid(predictions: pd.DataFrame, prepared_root: Path):
+    """The first test images with each model's prediction and confidence: green right, red wrong.
+
+    Controlled variants (``dataset+...``) show their base dataset's images, before any control.
+    """
+    import matplotlib.pyplot as plt
+
+    panels = predictions[["dataset", "model"]].drop_duplicates().values.tolist()
+    fig, axes = plt.subplots(len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 1.6 * len(panels)),
+                             squeeze=False)
+    for row, (dataset, model) in enumerate(panels):
+        images = np.load(prepared_root / dataset.split("+")[0] / "test_images.npy", mmap_mode="r")
+        shown = predictions[(predictions.dataset == dataset) & (predictions.model == model)].sort_values("index")
+        for col, p in enumerate(shown.head(GRID_IMAGES).itertuples()):
+            ax = axes[row][col]
+            image = np.asarray(images[p.index]).transpose(1, 2, 0)
+            ax.imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"{p.predicted}\n{p.confidence:.0%}", fontsize=7,
+                         color="#1a7f37" if p.predicted == p.label else "#c62828")
+            ax.set_xlabel(p.label, fontsize=7)
+        axes[row][0].set_ylabel(model, fontsize=8)
+    fig.suptitle("Test images: predicted class and confidence (green right, red wrong); true class below")
+    fig.tight_layout()
+    return fig
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -210,7 +239,7 @@ def _percent(bands: pd.DataFrame, clip: bool = True) -> pd.DataFrame:
 
 
 def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
-            counts: pd.DataFrame) -> dict[str, object]:
+            counts: pd.DataFrame, prepared_root: Path) -> dict[str, object]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,6 +266,7 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
     for dataset in predictions["dataset"].unique():  # a controlled variant shares its dataset's classes
         class_order.setdefault(dataset, class_order.get(dataset.split("+")[0], sorted(set(predictions["label"]))))
     figs["confusion_matrices"] = plot_confusions(confusion(predictions), class_order)
+    figs["prediction_grid"] = plot_prediction_grid(predictions, prepared_root)
     figs["class_balance"] = plot_class_balance(counts)
     return figs
 
@@ -249,6 +279,8 @@ CAPTIONS = {
     "generalization_gap": "Train − test accuracy per epoch: a growing gap is memorization, not learning.",
     "loss_curves": "Training and test loss (log scale). A test loss rising while training loss falls marks overfitting.",
     "confusion_matrices": "Where the typical (median-accuracy) seed's final test predictions go, per true class.",
+    "prediction_grid": "The first test images as each architecture's median seed classifies them: "
+                       "confident mistakes are the memorizer's signature.",
     "class_balance": "Examples per class in the prepared training, validation and test splits (the class-balance check).",
     "clean_vs_corrupted": "Running training accuracy on the examples whose labels were kept vs those a control "
                           "replaced by random labels: fitting the random ones is memorization.",
@@ -269,7 +301,7 @@ def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFr
             "gap (points)": df["gap_mean"].map("{:.2f}".format),
             "best epoch (median)": df["best_epoch_median"].map("{:g}".format),
             "best test acc (%)": df["best_test_acc_mean"].map("{:.2f}".format),
-            "epochs to fit 99 % (median; seeds that did)": [f"{e:g} ({n})" if n else f"never (0)"
+            "epochs to fit 99 % (median; seeds that did)": [f"{e:g} ({n})" if n else "never (0)"
                                                         for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"])],
             "confidently wrong (%)": df["conf_wrong_mean"].map("{:.2f}".format),
             "ECE": df["ece_mean"].map("{:.3f}".format),
@@ -325,7 +357,7 @@ p &lt; 0.05 at all; the note says so rather than letting a large p read as "no d
 
 
 @exit_on_config_error
-def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports") -> Path:
+def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports", prepared_root: str = "data/prepared") -> Path:
     import matplotlib.pyplot as plt
 
     metrics = Path(metrics_dir)
@@ -336,7 +368,7 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports") -> Pa
     counts = pd.read_csv(metrics / "class_counts.csv")
     out = Path(out_dir)
     images = {}
-    for name, fig in figures(epochs, runs, predictions, counts).items():
+    for name, fig in figures(epochs, runs, predictions, counts, Path(prepared_root)).items():
         images[name] = _png(fig)
         plt.close(fig)
         atomic_write_bytes(out / "figures" / f"{name}.png", images[name])

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import controls
 from .data import PreparedDataset, TensorBatches, load_prepared
-from .errors import ConfigError, exit_on_config_error, require
+from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
 from .models import count_parameters
 from .study import preflight
