@@ -138,7 +138,7 @@ def plot_prediction_grid(predictions: pd.DataFrame, prepared_root: Path):
     import matplotlib.pyplot as plt
 
     panels = predictions[["dataset", "model"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 1.6 * len(panels)),
+    fig, axes = plt.subplots(len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 2.1 * len(panels)),
                              squeeze=False)
     for row, (dataset, model) in enumerate(panels):
         images = np.load(prepared_root / dataset.split("+")[0] / "test_images.npy", mmap_mode="r")
@@ -153,7 +153,7 @@ def plot_prediction_grid(predictions: pd.DataFrame, prepared_root: Path):
             ax.set_xlabel(p.label, fontsize=7)
         axes[row][0].set_ylabel(model, fontsize=8)
     fig.suptitle("Test images: predicted class and confidence (green right, red wrong); true class below")
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)
     return fig
 
 
