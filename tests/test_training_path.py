@@ -51,10 +51,10 @@ def plain_epoch(cfg, data, seed):
     return init, first, net, total / len(y)
 
 
-@pytest.mark.parametrize("model,chunk", [("mlp_300_100", 16), ("model_d", 3), ("model_c", 1)])
+@pytest.mark.parametrize("model,chunk", [("mlp_300_100", 512), ("model_d", 96), ("model_c", 1)])
 def test_project_path_matches_a_plain_loop_step_by_step(prepared, model, chunk):
     cfg = compose("train", [f"model={model}", "seed=3", "train.epochs=1", "trainer.progress_bar=false",
-                            f"trainer.minibatches_per_step={chunk}"])
+                            f"trainer.examples_per_step={chunk}"])
     data = load_prepared(prepared)
     first = FirstStep()
     module, _, _ = fit(cfg, data, extra_callbacks=[first])

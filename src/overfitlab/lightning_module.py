@@ -15,9 +15,10 @@ or logger call per step. Which number is which:
   ``test_ece``: expected calibration error of the test predictions (15 equal-width bins).
 
 Speed: Lightning's per-step machinery costs about a millisecond, as much as a whole small-model
-step on a CPU. So one Lightning step receives a *chunk* of ``minibatches_per_step`` consecutive
-minibatches and runs their optimizer steps itself (manual optimization): the same minibatches in
-the same order with the same updates as one minibatch per step, with the overhead paid once per chunk.
+step on a CPU. So one Lightning step receives a *chunk* of whole consecutive minibatches (about
+``trainer.examples_per_step`` examples) and runs their optimizer steps itself (manual
+optimization): the same minibatches in the same order with the same updates as one minibatch per
+step, with the overhead paid once per chunk.
 """
 
 from __future__ import annotations

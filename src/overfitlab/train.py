@@ -49,8 +49,8 @@ def validate(cfg: DictConfig) -> None:
             f"train.epochs={cfg.trainer.max_epochs!r} must be a positive integer (params.yaml or override)")
     require(_positive_int(cfg.trainer.batch_size),
             f"train.batch_size={cfg.trainer.batch_size!r} must be a positive integer")
-    require(_positive_int(cfg.trainer.minibatches_per_step),
-            f"trainer.minibatches_per_step={cfg.trainer.minibatches_per_step!r} must be a positive integer")
+    require(_positive_int(cfg.trainer.examples_per_step),
+            f"trainer.examples_per_step={cfg.trainer.examples_per_step!r} must be a positive integer")
     require(_positive_int(cfg.trainer.eval_batch_size),
             f"trainer.eval_batch_size={cfg.trainer.eval_batch_size!r} must be a positive integer")
     lr = cfg.optimizer.get("lr")
@@ -64,7 +64,8 @@ def validate(cfg: DictConfig) -> None:
 def run_identity(cfg: DictConfig, meta: dict) -> dict:
     """What defines a run's numbers: its hash keys the run directory's done-marker."""
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer.pop("progress_bar", None)
+    for speed_only in ("progress_bar", "examples_per_step"):  # no effect on the numbers (tested)
+        trainer.pop(speed_only, None)
     return {
         "dataset": cfg.dataset.name,
         "data_version": meta["data_version"],
@@ -144,7 +145,7 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
                     for n in eval_names]
     # Chunks of consecutive minibatches; the module splits them back (see lightning_module.py).
     train_loader = TensorBatches(data.images["train"], data.labels["train"],
-                                 cfg.trainer.batch_size * cfg.trainer.minibatches_per_step,
+                                 cfg.trainer.batch_size * max(1, cfg.trainer.examples_per_step // cfg.trainer.batch_size),
                                  shuffle=True, seed=int(cfg.seed),
                                  flags=corrupted if corrupted is not None and corrupted.any() else None)
     trainer = L.Trainer(
