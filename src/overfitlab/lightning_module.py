@@ -44,10 +44,6 @@ def calibration_counts(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.cat([confidently_wrong.view(1), per_bin.flatten()])
 
 
-def calibration_total(counts: torch.Tensor) -> float:
-    return float(counts[1:].view(3, ECE_BINS)[0].sum())
-
-
 def expected_calibration_error(counts: torch.Tensor) -> float:
     """ECE = sum over bins of n_b / N * |accuracy_b - confidence_b| = sum |correct_b - conf_b| / N."""
     per_bin = counts[1:].view(3, ECE_BINS)
@@ -65,7 +61,8 @@ class Classifier(L.LightningModule):
         self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
         self.history: list[dict] = []
         self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
-        self._sums: dict[str, list] = {}  # prefix -> [loss sum, correct count, examples]
+        # prefix -> [loss sum, correct count, examples] per loader, or a tensor of counts (_add)
+        self._sums: dict[str, list | torch.Tensor] = {}
         self.test_predictions: list[torch.Tensor] = []  # last epoch: [label, predicted, confidence]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,21 +71,19 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_factory(self.parameters())
 
-    def _accumulate(self, prefix: str, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor) -> None:
+    def _accumulate(self, prefix: str, hit: torch.Tensor, loss_sum: torch.Tensor) -> None:
         """Add a batch's loss sum and correct count to the epoch's on-device totals (no host sync)."""
-        correct = (logits.argmax(1) == y).sum()
         totals = self._sums.get(prefix)
         if totals is None:
-            self._sums[prefix] = [loss_sum.detach().clone(), correct, len(y)]
+            self._sums[prefix] = [loss_sum.detach().clone(), hit.sum(), len(hit)]
         else:
             totals[0] += loss_sum.detach()
-            totals[1] += correct
-            totals[2] += len(y)
+            totals[1] += hit.sum()
+            totals[2] += len(hit)
 
-    def _accumulate_subset(self, prefix: str, hit: torch.Tensor, mask: torch.Tensor) -> None:
-        """Correct count and size of a subset of a batch (e.g. examples with corrupted labels)."""
-        stats = torch.stack([(hit & mask).sum(), mask.sum()])
-        self._sums[prefix] = self._sums[prefix] + stats if prefix in self._sums else stats
+    def _add(self, key: str, stats: torch.Tensor) -> None:
+        """Add a tensor of counts (a subset's [correct, size], calibration counts) to the epoch's totals."""
+        self._sums[key] = self._sums[key] + stats if key in self._sums else stats
 
     def training_step(self, chunk, chunk_idx):
         optimizer = self.optimizers()
@@ -98,23 +93,23 @@ class Classifier(L.LightningModule):
             optimizer.zero_grad()
             self.manual_backward(loss_sum / len(y))
             optimizer.step()
-            self._accumulate("train", logits, y, loss_sum)
+            hit = logits.argmax(1) == y
+            self._accumulate("train", hit, loss_sum)
             if flags:  # a randomization control replaced some labels
-                hit = logits.argmax(1) == y
-                self._accumulate_subset("train_clean", hit, ~flags[0])
-                self._accumulate_subset("train_corrupted", hit, flags[0])
+                corrupted = flags[0]
+                self._add("train_clean", torch.stack([(hit & ~corrupted).sum(), (~corrupted).sum()]))
+                self._add("train_corrupted", torch.stack([(hit & corrupted).sum(), corrupted.sum()]))
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
         logits = self.net(x)
         name = self.eval_names[dataloader_idx]
-        self._accumulate(name, logits, y, self.loss_fn(logits, y))
+        self._accumulate(name, logits.argmax(1) == y, self.loss_fn(logits, y))
         if name == "test":
             if self.current_epoch == self.trainer.max_epochs - 1:  # keep the final predictions
                 confidence, predicted = logits.softmax(1).max(1)
                 self.test_predictions.append(torch.stack([y.float(), predicted.float(), confidence], 1).cpu())
-            counts = calibration_counts(logits, y)
-            self._sums["calibration"] = self._sums["calibration"] + counts if "calibration" in self._sums else counts
+            self._add("calibration", calibration_counts(logits, y))
 
     def on_train_epoch_end(self) -> None:
         # Lightning runs the validation loop before this hook, so all sums of the epoch are here.
@@ -123,7 +118,7 @@ class Classifier(L.LightningModule):
         self._sums = {}
         calibration = sums.pop("calibration", None)
         for prefix, totals in sums.items():
-            if len(totals) == 3:
+            if isinstance(totals, list):  # a whole loader: loss sum, correct, size
                 loss, correct, n = totals
                 row[f"{prefix}_loss"] = loss.item() / n
                 row[f"{prefix}_acc"] = correct.item() / n
@@ -131,7 +126,7 @@ class Classifier(L.LightningModule):
                 correct, n = totals.tolist()
                 row[f"{prefix}_acc"] = correct / n if n else float("nan")
         if calibration is not None:
-            row["test_conf_wrong"] = float(calibration[0]) / calibration_total(calibration)
+            row["test_conf_wrong"] = float(calibration[0]) / float(calibration[1:1 + ECE_BINS].sum())
             row["test_ece"] = expected_calibration_error(calibration)
         self.history.append(row)
         for listener in self.epoch_listeners:

@@ -173,8 +173,6 @@ def train(cfg: DictConfig) -> dict | None:
     console = Console(stderr=True, soft_wrap=True)
     validate(cfg)
     data = load_prepared(cfg.paths.prepared)
-    original_labels = data.labels["train"]
-    corrupted = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
     identity = run_identity(cfg, data.meta)
     config_hash = sha256_json(identity)[:12]
     run_dir = Path(cfg.paths.run_dir)
@@ -184,6 +182,8 @@ def train(cfg: DictConfig) -> dict | None:
         return json.loads((run_dir / "done.json").read_text())
     shutil.rmtree(run_dir, ignore_errors=True)  # half-written or from another config
     run_dir.mkdir(parents=True)
+    original_labels = data.labels["train"]
+    corrupted = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     commit = git_commit()
@@ -218,8 +218,8 @@ def train(cfg: DictConfig) -> dict | None:
     final = table.iloc[-1]
     summary = {"dataset": cfg.data_label, "model": cfg.model.name, "seed": int(cfg.seed),
                "config_hash": config_hash, "data_version": data.meta["data_version"], "git_commit": commit,
-               "class_names": data.meta["class_names"], "n_params": n_params, "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3),
-               "device": device, "mlflow_run_id": mlflow_run.run_id,
+               "class_names": data.meta["class_names"], "n_params": n_params,
+               "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3), "device": device, "mlflow_run_id": mlflow_run.run_id,
                "final": {c: float(final[c]) for c in columns[4:]}}
     mlflow_run.client.set_tag(mlflow_run.run_id, "device", device)
     mlflow_run.finish([run_dir / "metrics.csv", run_dir / "config.yaml"],
