@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from overfitlab.collect import collect
+from overfitlab.errors import ConfigError
 from overfitlab.report import confusion, curve_bands, final_accuracy, per_class_scores, report, summary_table
 from overfitlab.study import load_study
 
@@ -143,8 +144,17 @@ def test_collect_looks_for_runs_of_the_controlled_variant(project):
 
     set_params(project, train={"label_noise": 0.2})
     study = load_study()
-    assert study.run_dir(project / "runs", "fashion_mnist", "model_d", 1) == \
+    assert study.label_noise == [0.2]
+    assert study.run_dir(project / "runs", "fashion_mnist", "model_d", 1, 0.2) == \
         project / "runs" / "fashion_mnist+labels0.2" / "model_d" / "seed=1"
+    # A list in study.label_noise makes each fraction a data variant of its own (0: the real data).
+    set_params(project, study={"label_noise": [0.0, 1.0]})
+    study = load_study()
+    assert [study.data_label("fashion_mnist", p) for p in study.label_noise] == \
+        ["fashion_mnist", "fashion_mnist+labels1"]
+    set_params(project, study={"label_noise": [0.0, 1.5]})
+    with pytest.raises(ConfigError, match="study.label_noise has 1.5"):
+        load_study()
 
 
 def test_confusion_and_per_class_scores_of_the_median_seed(project):

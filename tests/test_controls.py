@@ -86,7 +86,8 @@ def test_confidently_wrong_and_ece_on_a_hand_computed_example():
     g9, g3 = math.log(9), math.log(3)
     logits = torch.tensor([[g9, 0.0], [g9, 0.0], [0.0, g3], [0.0, g3]])
     y = torch.tensor([0, 1, 1, 0])  # right at 0.9, wrong at 0.9, right at 0.75, wrong at 0.75
-    counts = calibration_counts(logits, y)
+    confidence, predicted = logits.softmax(1).max(1)
+    counts = calibration_counts(confidence, predicted, y)
     assert float(counts[0]) == 1  # one wrong prediction with confidence >= 0.9
     # Bins: 0.9 -> bin 13 (0.9*15 = 13.5), 0.75 -> bin 11 (11.25). Both bins: accuracy 0.5.
     # ECE = 2/4 * |0.5 - 0.9| + 2/4 * |0.5 - 0.75| = 0.2 + 0.125 = 0.325

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -151,10 +152,45 @@ def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
     assert len(result.stderr.strip().splitlines()) == 1
     set_params(project, study={"seeds": [0]})
     result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "study.seeds=[]")
-    assert result.returncode == 2 and result.stderr.strip() == "error: study.seeds is empty; list at least one seed, e.g. [0, 1, 2]"
+    assert result.returncode == 2 and result.stderr.strip() == "error: study.seeds is empty (params.yaml); list at least one value, e.g. study.seeds: [0, 1, 2]"
     assert not (project / "runs").exists()
 
 
 def test_training_without_prepared_data_says_what_to_run(project):
     result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a")
     assert result.returncode == 2 and "prepare" in result.stderr.strip().splitlines()[-1]
+
+
+def test_early_stopping_watches_only_the_validation_metric():
+    from types import SimpleNamespace
+
+    from overfitlab.lightning_module import StopWhenValidationStalls
+
+    module = SimpleNamespace(trainer=SimpleNamespace(should_stop=False))
+    stop = StopWhenValidationStalls(module, "val_acc", patience=2, mode="max")
+    for epoch, (val, test) in enumerate([(0.5, 0.5), (0.6, 0.4), (0.6, 0.9), (0.55, 0.95)], start=1):
+        stop({"epoch": epoch, "val_acc": val, "test_acc": test})
+        # A better test accuracy never resets the count; an equal val_acc is no improvement.
+        assert module.trainer.should_stop == (epoch == 4)
+
+
+def test_hyperparameter_search_scores_trials_on_validation_and_writes_the_best(prepared, project):
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    result = run_cli(sys.executable, "-m", "overfitlab.search", "--multirun", "hydra.sweeper.n_trials=3",
+                     "search.max_epochs=4", "search.patience=1", "trainer.progress_bar=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    best_file = yaml.safe_load((project / "reports/search/best.yaml").read_text())
+    trials = best_file["trials"]
+    assert len(trials) == 3 and best_file["best"] == trials[0]
+    for trial in trials:  # each score is that run's best validation accuracy, not a test number
+        history = pd.read_csv(Path(trial["run_dir"]) / "metrics.csv")
+        assert trial["score"] == pytest.approx(history.val_acc.max())
+        assert 1 <= len(history) <= 4
+    assert trials[0]["score"] == max(t["score"] for t in trials)
+    assert "search: best val_acc" in result.stderr
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test-study-search")
+    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3

@@ -7,7 +7,8 @@ Outputs (in ``reports/metrics/``):
 * ``summary.json``: DVC metrics, mean and sd of the final accuracies per dataset and model;
 * ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``;
 * ``predictions.parquet``: final test predictions of the median seed of each (dataset, model);
-* ``class_counts.csv``: examples per class and split of each prepared dataset (class balance).
+* ``class_counts.csv``: examples per class and split of each prepared dataset (class balance);
+* ``feature_maps/<dataset>__<model>__seed=<n>.npz``: the median seed's conv feature maps of one test image.
 
     python -m overfitlab.collect
 """
@@ -15,6 +16,7 @@ Outputs (in ``reports/metrics/``):
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, exit_on_config_error
-from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 from .study import Study, load_study
 
 CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss"]
@@ -32,16 +34,16 @@ CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "
 def read_runs(study: Study, runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Epoch rows and run summaries of the study's runs; every run must be complete."""
     epochs, runs, missing = [], [], []
-    for dataset in study.datasets:
-        for model in study.models:
-            for seed in study.seeds:
-                run_dir = study.run_dir(runs_root, dataset, model, seed)
-                if not (run_dir / "done.json").exists():
-                    missing.append(str(run_dir))
-                    continue
-                done = json.loads((run_dir / "done.json").read_text())
-                epochs.append(pd.read_csv(run_dir / "metrics.csv"))
-                runs.append({k: v for k, v in done.items() if k != "final"})
+    for dataset, label_noise, model, seed in itertools.product(study.datasets, study.label_noise,
+                                                                study.models, study.seeds):
+        run_dir = study.run_dir(runs_root, dataset, model, seed, label_noise)
+        if not (run_dir / "done.json").exists():
+            missing.append(str(run_dir))
+            continue
+        done = json.loads((run_dir / "done.json").read_text())
+        epochs.append(pd.read_csv(run_dir / "metrics.csv"))
+        runs.append({k: v for k, v in done.items() if k != "final"}
+                    | {"source_dataset": dataset, "label_noise": label_noise, "pixels": study.pixels})
     if missing:
         raise ConfigError(f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "
                           "run `dvc repro` (or the train stage) first")
@@ -93,12 +95,17 @@ def mean_curves(epochs: pd.DataFrame) -> pd.DataFrame:
     return epochs.groupby(["dataset", "model", "epoch"], sort=True)[cols].mean().reset_index()
 
 
+def median_run(group: pd.DataFrame) -> pd.Series:
+    """The run with the median final test accuracy (the lower one for an even count): a typical
+    seed, not the best one."""
+    return group.sort_values(["final_test_acc", "seed"]).iloc[(len(group) - 1) // 2]
+
+
 def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.DataFrame:
-    """Final test predictions of the seed with the median final test accuracy (the lower one for
-    an even count), per (dataset, model): a typical run, not the best one."""
+    """Final test predictions of the median run of each (dataset, model)."""
     frames = []
     for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
-        run = group.sort_values(["final_test_acc", "seed"]).iloc[(len(group) - 1) // 2]
+        run = median_run(group)
         run_dir = runs_root / dataset / model / f"seed={run.seed}"
         done = json.loads((run_dir / "done.json").read_text())
         label, predicted, confidence = np.load(run_dir / "test_predictions.npy").T
@@ -107,6 +114,18 @@ def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.Data
                                     "index": np.arange(len(label)), "label": names[label.astype(int)], "predicted": names[predicted.astype(int)],
                                     "confidence": confidence}))
     return pd.concat(frames, ignore_index=True)
+
+
+def copy_feature_maps(run_table: pd.DataFrame, runs_root: Path, out: Path) -> int:
+    """The median seed's conv feature maps per (dataset, model) on the real data (no control)."""
+    copied = 0
+    for (dataset, model), group in run_table[run_table.dataset == run_table.source_dataset].groupby(["dataset", "model"]):
+        run = median_run(group)
+        source = runs_root / dataset / model / f"seed={run.seed}" / "feature_maps.npz"
+        if source.exists():
+            atomic_write_bytes(out / f"{dataset}__{model}__seed={run.seed}.npz", source.read_bytes())
+            copied += 1
+    return copied
 
 
 def class_counts(study: Study, prepared_root: Path) -> pd.DataFrame:
@@ -143,6 +162,8 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
     median_seed_predictions(run_table, Path(runs_root)).to_parquet(predictions, index=False)
     atomic_write_bytes(out / "predictions.parquet", predictions.getvalue())
     atomic_write_text(out / "class_counts.csv", _csv(class_counts(study, Path(prepared_root))))
+    with atomic_directory(out / "feature_maps") as maps_dir:
+        copy_feature_maps(run_table, Path(runs_root), maps_dir)
     curves = mean_curves(epochs)
     for (dataset, model), group in curves.groupby(["dataset", "model"]):
         atomic_write_text(out / "curves" / f"{dataset}__{model}.csv", _csv(group.drop(columns=["dataset", "model"])))

@@ -22,9 +22,9 @@ from .errors import require
 PIXEL_CONTROLS = ("none", "shuffled", "random", "gaussian")
 
 
-def check(label_noise, pixels) -> None:
+def check(label_noise, pixels, noise_key: str = "train.label_noise") -> None:
     require(isinstance(label_noise, (int, float)) and not isinstance(label_noise, bool) and 0 <= label_noise <= 1,
-            f"train.label_noise={label_noise!r} must be a fraction from 0 to 1")
+            f"{noise_key}={label_noise!r} must be a fraction from 0 to 1")
     require(pixels in PIXEL_CONTROLS, f"train.pixels={pixels!r}; allowed: {list(PIXEL_CONTROLS)}")
 
 

@@ -31,12 +31,11 @@ CONFIDENT = 0.9  # "confidently wrong": the source study's wrong predictions at 
 ECE_BINS = 15
 
 
-def calibration_counts(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def calibration_counts(confidence: torch.Tensor, predicted: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per batch: [confidently wrong, then per confidence bin: count, sum of confidence, correct]."""
-    confidence, predicted = logits.softmax(1).max(1)
     correct = (predicted == y).to(confidence.dtype)
     bins = (confidence * ECE_BINS).long().clamp_(max=ECE_BINS - 1)
-    per_bin = torch.zeros(3, ECE_BINS, dtype=confidence.dtype, device=logits.device)
+    per_bin = torch.zeros(3, ECE_BINS, dtype=confidence.dtype, device=confidence.device)
     per_bin[0].index_add_(0, bins, torch.ones_like(confidence))
     per_bin[1].index_add_(0, bins, confidence)
     per_bin[2].index_add_(0, bins, correct)
@@ -63,7 +62,9 @@ class Classifier(L.LightningModule):
         self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
         # prefix -> [loss sum, correct count, examples] per loader, or a tensor of counts (_add)
         self._sums: dict[str, list | torch.Tensor] = {}
-        self.test_predictions: list[torch.Tensor] = []  # last epoch: [label, predicted, confidence]
+        # The latest epoch's test predictions, rows [label, predicted, confidence] (on the device).
+        self.test_predictions: list[torch.Tensor] = []
+        self._epoch_predictions: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -106,10 +107,9 @@ class Classifier(L.LightningModule):
         name = self.eval_names[dataloader_idx]
         self._accumulate(name, logits.argmax(1) == y, self.loss_fn(logits, y))
         if name == "test":
-            if self.current_epoch == self.trainer.max_epochs - 1:  # keep the final predictions
-                confidence, predicted = logits.softmax(1).max(1)
-                self.test_predictions.append(torch.stack([y.float(), predicted.float(), confidence], 1).cpu())
-            self._add("calibration", calibration_counts(logits, y))
+            confidence, predicted = logits.softmax(1).max(1)
+            self._epoch_predictions.append(torch.stack([y.float(), predicted.float(), confidence], 1))
+            self._add("calibration", calibration_counts(confidence, predicted, y))
 
     def on_train_epoch_end(self) -> None:
         # Lightning runs the validation loop before this hook, so all sums of the epoch are here.
@@ -129,5 +129,28 @@ class Classifier(L.LightningModule):
             row["test_conf_wrong"] = float(calibration[0]) / float(calibration[1:1 + ECE_BINS].sum())
             row["test_ece"] = expected_calibration_error(calibration)
         self.history.append(row)
+        self.test_predictions, self._epoch_predictions = self._epoch_predictions, []
         for listener in self.epoch_listeners:
             listener(row)
+
+
+class StopWhenValidationStalls:
+    """Early stopping for hyper-parameter search: on a validation metric, never on the test set.
+
+    An epoch listener of ``Classifier``: stops training once ``monitor`` has not improved for
+    ``patience`` epochs. Off in studies (no ``patience``), where stopping early would hide overfitting.
+    """
+
+    def __init__(self, module: Classifier, monitor: str, patience: int, mode: str = "max"):
+        self.module, self.monitor, self.patience, self.sign = module, monitor, patience, 1 if mode == "max" else -1
+        self.best: float | None = None
+        self.stale = 0
+
+    def __call__(self, row: dict) -> None:
+        value = self.sign * row[self.monitor]
+        if self.best is None or value > self.best:
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+            if self.stale >= self.patience:
+                self.module.trainer.should_stop = True

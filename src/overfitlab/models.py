@@ -43,6 +43,31 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@torch.no_grad()
+def conv_feature_maps(net: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The output of every convolution call for one image (C, H, W), in eval mode and call order.
+
+    Keys are ``<call number>_<module name>``: a shared-weight convolution applied twice (the
+    deep network's) appears twice. Empty for models without convolutions.
+    """
+    names = {m: n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+    maps: dict[str, torch.Tensor] = {}
+
+    def keep(module, _inputs, output):
+        maps[f"{len(maps) + 1:02d}_{names[module]}"] = output[0].detach().cpu()
+
+    hooks = [m.register_forward_hook(keep) for m in names]
+    was_training = net.training
+    try:
+        net.eval()
+        net(image[None].to(next(net.parameters()).device))
+    finally:
+        net.train(was_training)
+        for h in hooks:
+            h.remove()
+    return maps
+
+
 class MLP(nn.Module):
     """Flatten + dense layers: dense-256-sigmoid, MLP 300-100, models A, B and C."""
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from .data import SPLITS, RawDataset, load_raw
 from .errors import exit_on_config_error, require
 from .files import atomic_directory, atomic_write_json, sha256_files
-from .study import preflight
+from .study import conf_dir, preflight
 
 
 def stratified_sample(labels: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -153,8 +153,8 @@ def prepare(cfg: DictConfig) -> dict:
     return meta
 
 
-# conf/ and params.yaml are read from the project root: run stages from there (as dvc does).
-@hydra.main(version_base="1.3", config_path=str(Path.cwd() / "conf"), config_name="prepare")
+# params.yaml is read from the working directory (the study), conf/ from the project root.
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="prepare")
 def main(cfg: DictConfig) -> None:
     prepare(cfg)
 

@@ -127,6 +127,64 @@ def plot_class_balance(counts: pd.DataFrame):
     return fig
 
 
+def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model, label-noise fraction p): the randomization test's numbers (percent).
+
+    Test accuracy with its bootstrap interval, final training accuracy on the kept and on the
+    replaced labels, and the time to fit (median epoch over the seeds that reached 99 %).
+    """
+    rows = []
+    for (dataset, model, p), g in runs.groupby(["source_dataset", "model", "label_noise"], sort=True):
+        low, high = bootstrap_ci(g["final_test_acc"])
+        fitted = g["fit_epoch"].dropna()
+        rows.append({
+            "dataset": dataset, "model": model, "label_noise": p, "seeds": len(g),
+            "test_acc_mean": 100 * g["final_test_acc"].mean(), "test_acc_ci_low": 100 * low,
+            "test_acc_ci_high": 100 * high, "train_acc_mean": 100 * g["final_train_acc"].mean(),
+            "train_clean_acc_mean": 100 * g["final_train_clean_acc"].mean() if p else 100 * g["final_train_acc"].mean(),
+            "train_corrupted_acc_mean": 100 * g["final_train_corrupted_acc"].mean() if p else float("nan"),
+            "fit_epoch_median": float(fitted.median()) if len(fitted) else float("nan"),
+            "seeds_fitted": len(fitted), "epochs": int(g["epochs"].max()),
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_noise(runs: pd.DataFrame, table: pd.DataFrame, n_classes: dict[str, int]):
+    """Final accuracy and time to fit against the fraction of random labels, one line per model."""
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 4 * len(datasets)), squeeze=False)
+    colors = dict(zip(dict.fromkeys(table["model"]), plt.get_cmap("tab10").colors))
+    for (ax_acc, ax_fit), dataset in zip(axes, datasets):
+        for model, t in table[table.dataset == dataset].groupby("model", sort=False):
+            c = colors[model]
+            ax_acc.plot(t.label_noise, t.test_acc_mean, "o-", color=c, label=f"{model}: test")
+            ax_acc.fill_between(t.label_noise, t.test_acc_ci_low, t.test_acc_ci_high, color=c, alpha=0.15, linewidth=0)
+            ax_acc.plot(t.label_noise, t.train_acc_mean, "s--", color=c, alpha=0.7, label=f"{model}: train")
+            r = runs[(runs.source_dataset == dataset) & (runs.model == model)]
+            ax_acc.scatter(r.label_noise, 100 * r.final_test_acc, color=c, s=10, alpha=0.5)
+            # Seeds that never fit the training set are drawn one epoch past the budget, hollow.
+            never = r.epochs.max() + 1
+            fit = r.fit_epoch.fillna(never)
+            ax_fit.plot(t.label_noise, t.fit_epoch_median, "o-", color=c, label=model)
+            never_fit = r.fit_epoch.isna()
+            ax_fit.scatter(r.label_noise[~never_fit], fit[~never_fit], s=18, color=c, alpha=0.7)
+            ax_fit.scatter(r.label_noise[never_fit], fit[never_fit], s=18, facecolors="none", edgecolors=[c], alpha=0.7)
+            ax_fit.axhline(never, color="#999", linestyle=":", linewidth=0.8)
+        ax_acc.axhline(100 / n_classes[dataset], color="#999", linestyle=":", linewidth=0.8)
+        ax_acc.set(title=f"{dataset}: final accuracy vs random-label fraction", xlabel="fraction of training labels "
+                   "made random (p)", ylabel="accuracy (%)")
+        ax_fit.set(title=f"{dataset}: time to fit the training set (99 %)", xlabel="p",
+                   ylabel="epochs (dotted line: never fitted)")
+        ax_acc.legend(fontsize=7, ncol=2)
+        ax_fit.legend(fontsize=7)
+        for ax in (ax_acc, ax_fit):
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 GRID_IMAGES = 10  # test images shown per model in the prediction grid
 
 
@@ -154,6 +212,35 @@ def plot_prediction_grid(predictions: pd.DataFrame, prepared_root: Path):
         axes[row][0].set_ylabel(model, fontsize=8)
     fig.suptitle("Test images: predicted class and confidence (green right, red wrong); true class below")
     fig.tight_layout(h_pad=1.5)
+    return fig
+
+
+MAPS_SHOWN = 8  # channels shown per convolution in the feature-map figure
+
+
+def plot_feature_maps(maps_file: Path, prepared_root: Path):
+    """One row per convolution call: the test image, then its first channels' outputs."""
+    import matplotlib.pyplot as plt
+
+    dataset, model, seed = maps_file.stem.split("__")
+    with np.load(maps_file) as npz:
+        image_index = int(npz["image_index"])
+        layers = {name: npz[name].astype(np.float32) for name in sorted(npz.files) if name != "image_index"}
+    image = np.load(prepared_root / dataset / "test_images.npy", mmap_mode="r")[image_index].transpose(1, 2, 0)
+    fig, axes = plt.subplots(len(layers), MAPS_SHOWN + 1, figsize=(1.3 * (MAPS_SHOWN + 1), 1.45 * len(layers)),
+                             squeeze=False)
+    for row, (name, maps) in enumerate(layers.items()):
+        axes[row][0].imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None)
+        axes[row][0].set_ylabel(f"{name.split('_', 1)[1]}\n{maps.shape[0]}×{maps.shape[1]}×{maps.shape[2]}", fontsize=7)
+        for col in range(MAPS_SHOWN):
+            ax = axes[row][col + 1]
+            if col < len(maps):
+                ax.imshow(maps[col], cmap="viridis")
+            ax.axis("off")
+        axes[row][0].set_xticks([]), axes[row][0].set_yticks([])
+    fig.suptitle(f"{model} ({dataset}, {seed}): convolution outputs for test image {image_index}, "
+                 f"first {MAPS_SHOWN} channels, in call order")
+    fig.tight_layout()
     return fig
 
 
@@ -239,7 +326,7 @@ def _percent(bands: pd.DataFrame, clip: bool = True) -> pd.DataFrame:
 
 
 def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
-            counts: pd.DataFrame, prepared_root: Path) -> dict[str, object]:
+            counts: pd.DataFrame, prepared_root: Path, maps_files: list[Path] = ()) -> dict[str, object]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,6 +355,10 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
     figs["confusion_matrices"] = plot_confusions(confusion(predictions), class_order)
     figs["prediction_grid"] = plot_prediction_grid(predictions, prepared_root)
     figs["class_balance"] = plot_class_balance(counts)
+    for maps_file in maps_files:
+        figs[f"feature_maps__{maps_file.stem}"] = plot_feature_maps(maps_file, prepared_root)
+    if runs["label_noise"].nunique() > 1:
+        figs["label_noise"] = plot_noise(runs, noise_table(runs), counts.groupby("dataset")["class"].nunique().to_dict())
     return figs
 
 
@@ -282,13 +373,19 @@ CAPTIONS = {
     "prediction_grid": "The first test images as each architecture's median seed classifies them: "
                        "confident mistakes are the memorizer's signature.",
     "class_balance": "Examples per class in the prepared training, validation and test splits (the class-balance check).",
+    "feature_maps": "What the typical (median) seed's convolutions compute from one test image (the same "
+                    "image as the first of the prediction grid): raw convolution outputs, bright = high.",
+    "label_noise": "The randomization test (Zhang et al. 2017): final test (solid, 95 % bootstrap band) and "
+                   "training (dashed) accuracy, and the epochs needed to fit 99 % of the training labels, "
+                   "against the fraction p of training labels replaced by random ones (dotted: chance; "
+                   "hollow points: seeds that never fitted within the epoch budget).",
     "clean_vs_corrupted": "Running training accuracy on the examples whose labels were kept vs those a control "
                           "replaced by random labels: fitting the random ones is memorization.",
 }
 
 
 def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFrame,
-                tests: pd.DataFrame, scores: pd.DataFrame) -> str:
+                tests: pd.DataFrame, scores: pd.DataFrame, noise: pd.DataFrame | None = None) -> str:
     def fmt_summary(df: pd.DataFrame) -> str:
         shown = pd.DataFrame({
             "dataset": df["dataset"], "model": df["model"], "parameters": df["params"].map("{:,}".format),
@@ -317,11 +414,24 @@ def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFr
         cols = ["dataset", "a", "b", "n_a", "n_b", "median A (%)", "median B (%)", "U", "p", "Cliff's δ", "note"]
         return shown[cols].rename(columns={"a": "A", "b": "B"}).to_html(index=False, border=0, classes="table")
 
+    def fmt_noise(df: pd.DataFrame | None) -> str:
+        if df is None:
+            return ""
+        shown = df.rename(columns={"label_noise": "p (random labels)", "test_acc_mean": "test acc (%)",
+                                   "train_clean_acc_mean": "train acc, kept labels (%)",
+                                   "train_corrupted_acc_mean": "train acc, random labels (%)",
+                                   "fit_epoch_median": "epochs to fit 99 % (median)", "seeds_fitted": "seeds fitted"})
+        cols = ["dataset", "model", "p (random labels)", "seeds", "test acc (%)", "train acc, kept labels (%)",
+                "train acc, random labels (%)", "epochs to fit 99 % (median)", "seeds fitted", "epochs"]
+        return ("<h2>Randomization test: final numbers per fraction of random labels</h2>"
+                + shown[cols].to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.2f}",
+                                      na_rep="–"))
+
     provenance = runs[["dataset", "model", "seed", "final_test_acc", "final_train_acc", "best_test_epoch",
                        "wall_time_s", "device", "git_commit", "data_version", "config_hash", "mlflow_run_id"]]
     figs = "\n".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>" for name, png in images.items())
+        f"<figcaption>{html.escape(CAPTIONS[name.split('__')[0]])}</figcaption></figure>" for name, png in images.items())
     commits = ", ".join(sorted(set(runs["git_commit"])))
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>overfitlab report</title>
@@ -342,6 +452,7 @@ no checkpoint selection). Code version: {html.escape(commits)}.</p>
 <p>Cliff's δ = P(A &gt; B) − P(A &lt; B) over pairs of seeds. With few seeds a test cannot reach
 p &lt; 0.05 at all; the note says so rather than letting a large p read as "no difference".</p>
 {fmt_tests(tests)}
+{fmt_noise(noise)}
 <h2>Figures</h2>
 {figs}
 <h2>Per-class precision, recall and F1 (median seed, final epoch)</h2>
@@ -368,7 +479,8 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports", prepa
     counts = pd.read_csv(metrics / "class_counts.csv")
     out = Path(out_dir)
     images = {}
-    for name, fig in figures(epochs, runs, predictions, counts, Path(prepared_root)).items():
+    maps_files = sorted((metrics / "feature_maps").glob("*.npz"))
+    for name, fig in figures(epochs, runs, predictions, counts, Path(prepared_root), maps_files).items():
         images[name] = _png(fig)
         plt.close(fig)
         atomic_write_bytes(out / "figures" / f"{name}.png", images[name])
@@ -378,7 +490,10 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports", prepa
     atomic_write_text(out / "figures" / "comparisons.csv", tests.to_csv(index=False, float_format="%.6g"))
     scores = per_class_scores(predictions)
     atomic_write_text(out / "figures" / "per_class_scores.csv", scores.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests, scores))
+    noise = noise_table(runs) if runs["label_noise"].nunique() > 1 else None
+    if noise is not None:
+        atomic_write_text(out / "figures" / "label_noise.csv", noise.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests, scores, noise))
     print(f"report: {out / 'index.html'} ({len(images)} figures)", file=sys.stderr)
     return out / "index.html"
 

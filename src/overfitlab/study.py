@@ -11,20 +11,49 @@ from .controls import check, control_tag
 from .errors import ConfigError, exit_on_config_error, require
 
 
+def project_root(start: str | Path | None = None) -> Path:
+    """The directory holding ``conf/train.yaml``: the working directory or one above it.
+
+    A study is a directory with its own ``params.yaml`` and ``dvc.yaml`` (the project root is the
+    default study, ``studies/<name>/`` are others); its stages run there and share the project's
+    ``conf/`` library and MLflow store.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / "conf" / "train.yaml").is_file():
+            return directory
+    raise ConfigError(f"conf/train.yaml not found in {here} or above: run from the project root "
+                      "or a study directory (studies/<name>/)")
+
+
+def conf_dir() -> str:
+    """conf/ of the project, for ``hydra.main``; falls back to ./conf so Hydra names the problem."""
+    try:
+        return str(project_root() / "conf")
+    except ConfigError:
+        return str(Path.cwd() / "conf")
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
     datasets: list[str]
     models: list[str]
     seeds: list[int]
-    control_tag: str = ""  # suffix naming the randomization controls of params.yaml's train:
+    label_noise: list[float]  # one data variant per fraction (study.label_noise, else train.label_noise)
+    pixels: str = "none"
 
-    def run_dir(self, runs_root: Path, dataset: str, model: str, seed: int) -> Path:
-        return runs_root / f"{dataset}{self.control_tag}" / model / f"seed={seed}"
+    def data_label(self, dataset: str, label_noise: float) -> str:
+        """The name a run's data goes by: the dataset plus its controls (fashion_mnist+labels0.2)."""
+        return f"{dataset}{control_tag(label_noise, self.pixels)}"
+
+    def run_dir(self, runs_root: Path, dataset: str, model: str, seed: int, label_noise: float) -> Path:
+        return runs_root / self.data_label(dataset, label_noise) / model / f"seed={seed}"
 
 
-def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path = "conf") -> Study:
-    params_file, conf_dir = Path(params_file), Path(conf_dir)
+def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | None = None) -> Study:
+    params_file = Path(params_file)
+    conf_dir = Path(conf_dir) if conf_dir is not None else project_root() / "conf"
     require(params_file.exists(), f"{params_file} not found: run from the project root")
     try:
         params = yaml.safe_load(params_file.read_text()) or {}
@@ -46,20 +75,26 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path = "
                 f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
     require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
     train = params.get("train") or {}
-    label_noise, pixels = train.get("label_noise", 0.0), train.get("pixels", "none")
-    check(label_noise, pixels)
+    pixels = train.get("pixels", "none")
+    label_noise = study.get("label_noise", [train.get("label_noise", 0.0)])
+    require(isinstance(label_noise, list) and label_noise,
+            f"{params_file}: study.label_noise must be a non-empty list of fractions, e.g. [0.0, 0.5, 1.0]")
+    require(len(set(label_noise)) == len(label_noise), f"{params_file}: study.label_noise has duplicates")
+    for p in label_noise:
+        check(p, pixels, noise_key=f"{params_file}: study.label_noise has {p!r}; each" if "label_noise" in study
+              else f"{params_file}: train.label_noise")
     return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds),
-                 control_tag(label_noise, pixels))
+                 [float(p) for p in label_noise], pixels)
 
 
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "trainer")
 
 
 @exit_on_config_error
-def preflight(argv: list[str], conf_dir: str | Path = "conf") -> None:
+def preflight(argv: list[str]) -> None:
     """Check params.yaml's study and the ``group=name[,name...]`` overrides before Hydra starts,
     so a typo is one line naming the key and the allowed values, not a Hydra traceback."""
-    require(Path(conf_dir).is_dir(), f"{conf_dir}/ not found: run from the project root (where params.yaml is)")
+    conf_dir = project_root() / "conf"
     load_study(conf_dir=conf_dir)
     for arg in argv:
         key, sep, value = arg.partition("=")

@@ -1,6 +1,7 @@
 """MLflow: one experiment per study, one parent run per sweep, one child run per seed.
 
-The default store is the SQLite file ``mlflow.db`` at the project root (absolute URI);
+The default store is the SQLite file ``mlflow.db`` at the project root (absolute URI), shared by
+all studies (``studies/<name>/`` included);
 ``MLFLOW_TRACKING_URI`` points it elsewhere. The database and the experiment are created by the
 sweep callback before any job starts, so parallel jobs never race to create them.
 """
@@ -15,13 +16,15 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .study import project_root
+
 PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
 
 
 def tracking_uri(configured: str | None = None) -> str:
     if configured:
         return configured
-    return f"sqlite:///{Path('mlflow.db').resolve()}"
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def client_for(cfg: DictConfig):
@@ -39,7 +42,7 @@ def client_for(cfg: DictConfig):
     if experiment is None:
         location = None
         if uri.startswith("sqlite:"):
-            location = Path("mlartifacts").resolve().as_uri()
+            location = (project_root() / "mlartifacts").as_uri()
         experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
@@ -57,7 +60,7 @@ class SweepParentRun(Callback):
         OmegaConf.to_container(config.hydra.sweeper.params, resolve=True)
         client, experiment_id = client_for(config)
         overrides = [o for o in config.hydra.overrides.task if not o.startswith("seed=")]
-        name = " ".join(overrides) or f"{config.dataset.name} {config.model.name}"
+        name = " ".join(overrides) or config.study.name
         run = client.create_run(experiment_id, run_name=f"sweep {name}",
                                 tags={"overfitlab.kind": "sweep", "study": config.study.name,
                                       "overrides": " ".join(config.hydra.overrides.task)})

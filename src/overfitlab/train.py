@@ -30,8 +30,8 @@ from . import controls
 from .data import PreparedDataset, TensorBatches, load_prepared
 from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
-from .models import count_parameters
-from .study import preflight
+from .models import conv_feature_maps, count_parameters
+from .study import conf_dir, preflight
 
 # The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
 TRAINING_CODE = ["train.py", "lightning_module.py", "models.py", "data.py", "controls.py"]
@@ -51,6 +51,15 @@ def validate(cfg: DictConfig) -> None:
             f"train.batch_size={cfg.trainer.batch_size!r} must be a positive integer")
     require(_positive_int(cfg.trainer.examples_per_step),
             f"trainer.examples_per_step={cfg.trainer.examples_per_step!r} must be a positive integer")
+    image = cfg.trainer.feature_map_image
+    require(isinstance(image, int) and not isinstance(image, bool) and image >= 0,
+            f"trainer.feature_map_image={image!r} must be a test-image index (0, 1, ...)")
+    stopping = cfg.trainer.early_stopping
+    require(stopping.patience is None or _positive_int(stopping.patience),
+            f"trainer.early_stopping.patience={stopping.patience!r} must be null (off) or a positive integer")
+    require(stopping.monitor in ("val_acc", "val_loss") and stopping.mode in ("max", "min"),
+            f"trainer.early_stopping: monitor {stopping.monitor!r} / mode {stopping.mode!r}; "
+            "allowed: monitor val_acc or val_loss (never a test metric), mode max or min")
     require(_positive_int(cfg.trainer.eval_batch_size),
             f"trainer.eval_batch_size={cfg.trainer.eval_batch_size!r} must be a positive integer")
     lr = cfg.optimizer.get("lr")
@@ -128,7 +137,7 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from .lightning_module import Classifier
+    from .lightning_module import Classifier, StopWhenValidationStalls
 
     _quiet_lightning()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
@@ -140,6 +149,9 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     module = Classifier(net, instantiate(cfg.optimizer), eval_names, batch_size=cfg.trainer.batch_size)
     if on_epoch is not None:
         module.epoch_listeners.append(on_epoch)
+    stopping = cfg.trainer.early_stopping
+    if stopping.patience:
+        module.epoch_listeners.append(StopWhenValidationStalls(module, stopping.monitor, stopping.patience, stopping.mode))
     eval_sets = {"val": "val", "test": "test", "train_eval": "train"}
     eval_loaders = [TensorBatches(data.images[eval_sets[n]], data.labels[eval_sets[n]], cfg.trainer.eval_batch_size)
                     for n in eval_names]
@@ -157,7 +169,7 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
         + list(extra_callbacks),
     )
     trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=eval_loaders)
-    require(len(module.history) == cfg.trainer.max_epochs, "training stopped before the last epoch")
+    require(len(module.history) == cfg.trainer.max_epochs or stopping.patience, "training stopped before the last epoch")
     device = str(trainer.strategy.root_device)
     if device == "cpu":  # the thread count changes float summation order, hence the last digits
         device = f"cpu ({torch.get_num_threads()} threads)"
@@ -173,6 +185,9 @@ def train(cfg: DictConfig) -> dict | None:
     console = Console(stderr=True, soft_wrap=True)
     validate(cfg)
     data = load_prepared(cfg.paths.prepared)
+    n_test = len(data.labels["test"])
+    require(cfg.trainer.feature_map_image < n_test,
+            f"trainer.feature_map_image={cfg.trainer.feature_map_image} but the test split has {n_test} images")
     identity = run_identity(cfg, data.meta)
     config_hash = sha256_json(identity)[:12]
     run_dir = Path(cfg.paths.run_dir)
@@ -211,6 +226,13 @@ def train(cfg: DictConfig) -> dict | None:
     buffer = io.BytesIO()
     np.save(buffer, torch.cat(module.test_predictions).numpy())
     atomic_write_bytes(run_dir / "test_predictions.npy", buffer.getvalue())
+    image_index = int(cfg.trainer.feature_map_image)
+    maps = conv_feature_maps(module.net, data.images["test"][image_index])
+    if maps:  # what each convolution makes of one test image, for the report
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, image_index=np.int64(image_index),
+                            **{k: v.numpy().astype(np.float16) for k, v in maps.items()})
+        atomic_write_bytes(run_dir / "feature_maps.npz", buffer.getvalue())
     if corrupted.any():  # which training examples the control relabelled
         relabelled = pd.DataFrame({"example": range(len(corrupted)), "original_label": original_labels.numpy(),
                                    "label": data.labels["train"].numpy(), "corrupted": corrupted.numpy()})
@@ -219,7 +241,7 @@ def train(cfg: DictConfig) -> dict | None:
     summary = {"dataset": cfg.data_label, "model": cfg.model.name, "seed": int(cfg.seed),
                "config_hash": config_hash, "data_version": data.meta["data_version"], "git_commit": commit,
                "class_names": data.meta["class_names"], "n_params": n_params,
-               "epochs": int(cfg.trainer.max_epochs), "wall_time_s": round(wall, 3), "device": device, "mlflow_run_id": mlflow_run.run_id,
+               "epochs": len(table), "wall_time_s": round(wall, 3), "device": device, "mlflow_run_id": mlflow_run.run_id,
                "final": {c: float(final[c]) for c in columns[4:]}}
     mlflow_run.client.set_tag(mlflow_run.run_id, "device", device)
     mlflow_run.finish([run_dir / "metrics.csv", run_dir / "config.yaml"],
@@ -230,8 +252,8 @@ def train(cfg: DictConfig) -> dict | None:
     return summary
 
 
-# conf/ and params.yaml are read from the project root: run stages from there (as dvc does).
-@hydra.main(version_base="1.3", config_path=str(Path.cwd() / "conf"), config_name="train")
+# params.yaml is read from the working directory (the study), conf/ from the project root.
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 def main(cfg: DictConfig) -> None:
     train(cfg)
 
