@@ -395,7 +395,7 @@ def rotate_reflect(images: np.ndarray, angle: float) -> np.ndarray:
         return images.copy()
     x = torch.from_numpy(images).float()
     a = np.deg2rad(angle)
-    theta = torch.tensor([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0]], dtype=torch.float32)
+    theta = torch.tensor([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0]], dtype=torch.float32)
     grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
@@ -463,8 +463,7 @@ def build(cfg) -> tuple[dict, pd.DataFrame, list[str], dict]:
     frame = pd.DataFrame(rows, columns=["source", "group", "test_set", "label", "page", "region",
                                         "top", "left", "height", "width"])
     main = frame[frame.test_set.isna()]
-    if main.empty and skipped and all(s["reason"].startswith("no tiles: no whole tile") for s in skipped
-                                      if not s["reason"].startswith("ignored")):
+    if main.empty and any(s["reason"].startswith("no tiles: no whole tile") for s in skipped):
         raise ConfigError(f"dataset.tiles: the tile ({opts['grid'] or opts['size']}) is larger than every image "
                           f"(or region band) of {dataset.root}: use a smaller dataset.tiles.size")
     for label, name in enumerate(classes):

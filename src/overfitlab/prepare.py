@@ -148,7 +148,9 @@ def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_na
         if facts is not None:
             skipped = pd.DataFrame(facts["skipped"], columns=["file", "reason"])
             (tmp / "skipped.csv").write_text(skipped.to_csv(index=False))
-            meta.update(facts, dataset_config=OmegaConf.to_container(cfg.dataset, resolve=True))
+            dataset_config = OmegaConf.to_container(cfg.dataset, resolve=True)
+            dataset_config.pop("workers")  # speed only: the output is the same for any count
+            meta.update(facts, dataset_config=dataset_config)
         atomic_write_json(tmp / "meta.json", meta)
     return meta
 
