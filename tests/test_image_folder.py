@@ -264,12 +264,11 @@ def test_duplicate_files_are_caught_by_the_leakage_check_and_grouped_by_pattern(
         for i in range(4):
             save_image(root / name / f"field{i}_rot0.png", field(label, i))
         save_image(root / name / "field0_rot5.png", field(label, 0))  # a saved copy of field 0
-    result = run_cli(sys.executable, "-m", "overfitlab.prepare",
-                     *image_folder_overrides(root), "prepare.split_seed=1")
-    # Five groups per class (3 train, 1 val, 1 test): the copies may or may not straddle; with the
-    # pattern they cannot, and the check must say zero.
-    if result.returncode:
-        assert "dataset.on_leak=error" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    # One group per file: with split seed 0 each class's copy lands in another split than its original.
+    line = _fails_cleanly(project, root, "prepare.split_seed=0", expect="dataset.on_leak=error")
+    assert "24 tile content(s) in two splits" in line and "field0_" in line
+    warned = prepare_folder(root, **{"prepare.split_seed": 0, "dataset.on_leak": "warn"})
+    assert warned["leakage"]["shared_contents"] == 2 * 12  # 2 classes x 12 tiles of the copied field
     meta = prepare_folder(root, **{"dataset.split.group_pattern": r"'^(field\d+)_'"})
     assert meta["leakage"]["shared_contents"] == 0 and meta["groups_per_split"]["train"] == 4
     manifest, _ = read(project / "data" / "prepared" / "cells")
