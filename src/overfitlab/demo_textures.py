@@ -4,7 +4,7 @@ Three classes (brick, grass, gravel), one 512x512 field each, saved the way real
 an 8-bit grey PNG, a 12-bit-in-16-bit TIFF, an RGB PNG, plus a macOS ``.DS_Store`` and ``._*``
 phantom, a notes file and one truncated PNG. With one field per class the split must be by region
 (conf/dataset/textures.yaml). ``textures_shifted/`` is a second test set: each field's test band
-(the rightmost 20 %) re-acquired darker and noisier as 16-bit TIFFs (a distribution shift).
+(the rightmost 20 %) re-acquired darker and noisier, 12-bit data in 16-bit TIFFs (a distribution shift).
 
     python -m overfitlab.demo_textures            # -> data/raw/textures/, data/raw/textures_shifted/
 """
@@ -59,9 +59,9 @@ def build(raw_dir: str | Path = "data/raw") -> tuple[Path, Path]:
     with atomic_directory(raw_dir / "textures_shifted") as root:
         for name in CLASSES:
             band = fields[name][:, round((1 - TEST_BAND) * fields[name].shape[1]):].astype(np.float64) / 255
-            shifted = 0.6 * band ** 1.3 + rng.normal(0, 0.04, band.shape)
+            shifted = 0.8 * band ** 1.1 + rng.normal(0, 0.02, band.shape)
             (root / name).mkdir()
-            (root / name / "field.tif").write_bytes(_tiff((np.clip(shifted, 0, 1) * 65535).astype(np.uint16)))
+            (root / name / "field.tif").write_bytes(_tiff(np.rint(np.clip(shifted, 0, 1) * 4095).astype(np.uint16)))
     return raw_dir / "textures", raw_dir / "textures_shifted"
 
 
