@@ -352,3 +352,19 @@ def test_extra_test_sets_become_named_test_splits(project, tmp_path):
     assert manifest[manifest.split == "test@other"].source.str.startswith("other:").all()
     (other / "mystery").mkdir()
     _fails_cleanly(project, root, f"+dataset.extra_test_sets.other={other}", expect="mystery")
+
+
+def test_extra_test_set_without_usable_image_is_an_error(project, tmp_path):
+    root = messy_folder(tmp_path / "cells")
+    broken = tmp_path / "broken"
+    (broken / "control").mkdir(parents=True)
+    (broken / "control" / "x.png").write_bytes(b"")
+    _fails_cleanly(project, root, f"+dataset.extra_test_sets.broken={broken}", expect="dataset.extra_test_sets.broken")
+
+
+def test_region_band_too_narrow_for_a_tile_names_the_fractions(project, tmp_path):
+    root = tmp_path / "one"
+    for label, name in enumerate(("a", "b")):
+        save_image(root / name / "field.png", field(label, 0, 64, 320))
+    _fails_cleanly(project, root, "dataset.split.by=region", "dataset.split.fractions=[0.9,0.05,0.05]",
+                   expect="dataset.split.fractions")

@@ -256,6 +256,9 @@ def tile_file(source: Source, opts: dict) -> Tiles:
         if opts["grid"]:
             size = (height // opts["grid"][0], width // opts["grid"][1])
             stride = size
+            if min(size) < 1:
+                return Tiles(np.zeros((0, 1, 1, 1), np.uint8), error=f"no tiles: no whole tile fits: image "
+                             f"{width}x{height} px has fewer pixels than dataset.tiles.grid={opts['grid']}")
         else:
             size, stride = (opts["size"],) * 2, (opts["stride"],) * 2
         bands = opts["bands"] if source.test_set is None else [(0.0, 1.0)]
@@ -487,13 +490,17 @@ def build(cfg) -> tuple[dict, pd.DataFrame, list[str], dict]:
     frame["split"] = None
     frame.loc[main.index, "split"] = split_index.map(lambda i: names[int(i)])
     extras = sorted(frame.test_set.dropna().unique())
+    for name in dataset.extra_test_sets or {}:
+        require(name in extras, f"dataset.extra_test_sets.{name}: no usable image in {dataset.extra_test_sets[name]} "
+                                "(see the skipped files above): fix the path or the files")
     frame.loc[frame.test_set.notna(), "split"] = "test@" + frame.test_set[frame.test_set.notna()]
     rng = np.random.default_rng(p.split_seed)
     arrays, manifests = {}, []
     for split in names + [f"test@{n}" for n in extras]:
         part = frame[frame["split"] == split]
-        require(split not in names or part.label.nunique() == len(classes) or dataset.split.by == "region",
-                f"split {split!r} lacks a class: adjust dataset.split.fractions")
+        require(split not in names or part.label.nunique() == len(classes),
+                f"dataset.split.fractions={list(dataset.split.fractions)}: split {split!r} has no tile of "
+                f"class(es) {sorted(set(classes) - {classes[i] for i in part.label})}: widen its fraction or use smaller tiles")
         if split in names:
             part = _cap(part, p.get(f"{split}_size"), f"prepare.{split}_size", rng)
         part = part.iloc[rng.permutation(len(part))]  # mixed classes in every split (first test images of a grid)
