@@ -100,3 +100,85 @@ def prepared(project):
 
     prepare(compose("prepare"))
     return project / "data" / "prepared" / "fashion_mnist"
+
+
+# ---- image folders (issue 3): messy class folders of large "fields", built here on the fly
+
+
+def field(label: int, index: int, height: int = 96, width: int = 128) -> np.ndarray:
+    """A grey 8-bit field whose texture says its class (stripes of a class-specific period), with a
+    field-specific phase and noise, so that every field and tile has its own content."""
+    rng = np.random.default_rng([label, index])
+    y, x = np.mgrid[:height, :width]
+    period = 6 + 6 * label
+    angle = 0.3 * label
+    wave = np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period + rng.uniform(0, 6.3))
+    return np.clip(120 + 80 * wave + rng.normal(0, 12, (height, width)), 0, 255).astype(np.uint8)
+
+
+def save_image(path: Path, array: np.ndarray, **kwargs) -> Path:
+    """PNG/JPEG through PIL, TIFF (any dtype, multi-page when 3-D and ``pages=True``) through tifffile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 and array.shape[-1] == 3
+                         and not kwargs.get("pages") else "minisblack")
+    else:
+        from PIL import Image
+
+        Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def messy_folder(root: Path, classes=("control", "treated"), fields: int = 4, height: int = 96,
+                 width: int = 128) -> Path:
+    """Like the microscopy study's folder: per class, fields saved as 8-bit grey PNG, 16-bit TIFF
+    (12-bit data) and RGB PNG in turn, one field in a nested sub-folder, plus phantom files, notes,
+    a truncated PNG, a zero-byte PNG, a text file named .png and a dangling link (each skipped)."""
+    for label, name in enumerate(classes):
+        folder = root / name
+        for i in range(fields):
+            image = field(label, i, height, width)
+            target = folder / ("run2" if i == fields - 1 else "") / f"field{i}"
+            if i % 3 == 0:
+                save_image(target.with_suffix(".png"), image)
+            elif i % 3 == 1:
+                save_image(target.with_suffix(".tif"), image.astype(np.uint16) * 16)
+            else:
+                save_image(target.with_suffix(".png"), np.repeat(image[..., None], 3, axis=2))
+        (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(32))
+        (folder / "._field0.png").write_bytes(b"\x00\x05\x16\x07" + bytes(32))
+        (folder / "notes.txt").write_text("acquired on Tuesday\n")
+    good = (root / classes[0] / "field0.png").read_bytes()
+    (root / classes[0] / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / classes[1] / "empty.png").write_bytes(b"")
+    (root / classes[1] / "text.png").write_text("not an image\n")
+    (root / classes[1] / "gone.png").symlink_to(root / "nowhere.png")
+    (root / classes[1] / "loop").symlink_to(root / classes[1])  # a symbolic link loop
+    return root
+
+
+IMAGE_FOLDER_BAD = ("control/truncated.png", "treated/empty.png", "treated/text.png", "treated/gone.png")
+
+
+CELLS_CONFIG = """defaults:
+  - /image_folder/base@_here_
+  - _self_
+name: cells
+root: ???
+split: {by: source}
+tiles: {size: 32}
+image_size: 16
+augment: {rotations: [-2, 0, 2]}
+workers: 1
+"""
+
+
+def image_folder_overrides(root: Path, **extra) -> list[str]:
+    """Hydra overrides selecting a `cells` image-folder dataset (written into the project copy's
+    conf/dataset/) rooted at a test folder, all tiles kept (no train/val size caps)."""
+    (Path.cwd() / "conf" / "dataset" / "cells.yaml").write_text(CELLS_CONFIG)
+    base = {"dataset.root": str(root), "prepare.train_size": "null", "prepare.val_size": "null"}
+    base.update(extra)
+    return ["dataset=cells"] + [f"{k}={v}" for k, v in base.items()]

@@ -2,7 +2,8 @@
 
 Outputs (in ``reports/metrics/``):
 * ``epochs.parquet`` / ``epochs.csv``: one row per run x epoch (dataset, model, seed, epoch,
-  train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, gap_acc, gap_loss, ...);
+  train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, gap_acc, gap_loss, ...;
+  ``test_acc/<name>``, ``test_loss/<name>`` for the extra test sets of image-folder datasets);
 * ``runs.csv``: one row per run (final metrics, best epoch, parameters, provenance);
 * ``summary.json``: DVC metrics, mean and sd of the final accuracies per dataset and model;
 * ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``;
@@ -29,6 +30,11 @@ from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atom
 from .study import Study, load_study
 
 CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss"]
+
+
+def extra_test_sets(columns) -> list[str]:
+    """Names of the extra test sets of image-folder datasets, from ``[final_]test_acc/<name>`` columns."""
+    return sorted({c.split("/", 1)[1] for c in columns if c.removeprefix("final_").startswith("test_acc/")})
 
 
 def read_runs(study: Study, runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,7 +89,8 @@ def metrics_summary(run_table: pd.DataFrame) -> dict:
     out: dict = {}
     for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
         entry = {"n_seeds": int(len(group)), "n_params": int(group["n_params"].iloc[0])}
-        for col in ("final_test_acc", "final_train_acc", "final_val_acc", "final_gap_acc"):
+        extras = [f"final_test_acc/{n}" for n in extra_test_sets(group.columns) if group[f"final_test_acc/{n}"].notna().any()]
+        for col in ("final_test_acc", "final_train_acc", "final_val_acc", "final_gap_acc", *extras):
             entry[f"{col.removeprefix('final_')}_mean"] = round(float(group[col].mean()), 6)
             entry[f"{col.removeprefix('final_')}_sd"] = round(float(group[col].std(ddof=1)), 6) if len(group) > 1 else None
         out.setdefault(dataset, {})[model] = entry
@@ -91,7 +98,8 @@ def metrics_summary(run_table: pd.DataFrame) -> dict:
 
 
 def mean_curves(epochs: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in CURVE_METRICS if c in epochs]
+    cols = [c for c in CURVE_METRICS if c in epochs] + [f"test_{m}/{n}" for n in extra_test_sets(epochs.columns)
+                                                        for m in ("acc", "loss")]
     return epochs.groupby(["dataset", "model", "epoch"], sort=True)[cols].mean().reset_index()
 
 

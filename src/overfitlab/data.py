@@ -125,7 +125,8 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
         raise ConfigError(f"{meta_file} not found: run the prepare stage first (dvc repro prepare)")
     meta = json.loads(meta_file.read_text())
     images, labels = {}, {}
-    for split in SPLITS:
+    # Extra test sets of image-folder datasets are splits test@<name> (see image_folder.py).
+    for split in SPLITS + tuple(f"test@{name}" for name in meta.get("extra_test_sets", [])):
         # uint8 -> float in [0, 1] once, up front: batches are then plain tensor slices.
         images[split] = torch.from_numpy(np.load(directory / f"{split}_images.npy")).float().div_(255.0)
         labels[split] = torch.from_numpy(np.load(directory / f"{split}_labels.npy"))

@@ -8,7 +8,8 @@ or logger call per step. Which number is which:
 * ``train_eval_loss`` / ``train_eval_acc``: an eval-mode pass over the whole training set after
   the epoch (only with ``trainer.train_eval_pass: true``).
 * ``val_*`` and ``test_*``: eval-mode passes after the epoch. The test set is an extra evaluation
-  loader, reported every epoch and never used to select anything.
+  loader, reported every epoch and never used to select anything; so is each named extra test
+  set of an image-folder dataset (loader ``test@<name>``, metrics ``test_acc/<name>``, ``test_loss/<name>``).
 * ``train_clean_acc`` / ``train_corrupted_acc``: the running training accuracy (against the labels
   trained on) split into examples whose label was kept and those a randomization control replaced.
 * ``test_conf_wrong``: fraction of test images predicted wrongly with confidence >= 0.9;
@@ -120,8 +121,10 @@ class Classifier(L.LightningModule):
         for prefix, totals in sums.items():
             if isinstance(totals, list):  # a whole loader: loss sum, correct, size
                 loss, correct, n = totals
-                row[f"{prefix}_loss"] = loss.item() / n
-                row[f"{prefix}_acc"] = correct.item() / n
+                base, _, test_set = prefix.partition("@")  # extra test set test@<name>: test_acc/<name>
+                suffix = f"/{test_set}" if test_set else ""
+                row[f"{base}_loss{suffix}"] = loss.item() / n
+                row[f"{base}_acc{suffix}"] = correct.item() / n
             else:  # a subset: correct, size
                 correct, n = totals.tolist()
                 row[f"{prefix}_acc"] = correct / n if n else float("nan")

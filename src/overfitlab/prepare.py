@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from .data import SPLITS, RawDataset, load_raw
+from . import image_folder
+from .data import RawDataset, load_raw
 from .errors import exit_on_config_error, require
 from .files import atomic_directory, atomic_write_json, sha256_files
 from .study import conf_dir, preflight
@@ -118,10 +119,15 @@ def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, 
     return arrays, pd.concat(rows, ignore_index=True), raw.class_names
 
 
-def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_names: list[str], cfg) -> dict:
-    """Write all files into a temp dir that replaces ``out_dir`` only when complete."""
+def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_names: list[str], cfg,
+                   facts: dict | None = None) -> dict:
+    """Write all files into a temp dir that replaces ``out_dir`` only when complete.
+
+    ``facts`` (image folders) adds extra test splits ``test@<name>``, the skipped-file log
+    ``skipped.csv`` and the skip, background and leakage facts to meta.json.
+    """
     with atomic_directory(out_dir) as tmp:
-        for split in SPLITS:
+        for split in arrays:
             images, labels = arrays[split]
             np.save(tmp / f"{split}_images.npy", np.ascontiguousarray(images, dtype=np.uint8))
             np.save(tmp / f"{split}_labels.npy", np.ascontiguousarray(labels, dtype=np.int64))
@@ -134,22 +140,43 @@ def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_na
             "class_names": class_names,
             "in_channels": int(images.shape[1]),
             "image_size": int(images.shape[2]),
-            "counts": {s: int(len(arrays[s][1])) for s in SPLITS},
-            "class_counts": {s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist() for s in SPLITS},
+            "counts": {s: int(len(arrays[s][1])) for s in arrays},
+            "class_counts": {s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist() for s in arrays},
             "prepare": OmegaConf.to_container(cfg.prepare, resolve=True),
             "data_version": sha256_files(sorted(tmp.glob("*.npy")) + [tmp / "manifest.csv"])[:16],
         }
+        if facts is not None:
+            skipped = pd.DataFrame(facts["skipped"], columns=["file", "reason"])
+            (tmp / "skipped.csv").write_text(skipped.to_csv(index=False))
+            dataset_config = OmegaConf.to_container(cfg.dataset, resolve=True)
+            dataset_config.pop("workers")  # speed only: the output is the same for any count
+            meta.update(facts, dataset_config=dataset_config)
         atomic_write_json(tmp / "meta.json", meta)
     return meta
 
 
 @exit_on_config_error
 def prepare(cfg: DictConfig) -> dict:
-    raw = load_raw(cfg.dataset)
-    arrays, manifest, class_names = build_splits(raw, cfg)
-    meta = write_prepared(Path(cfg.out_dir), arrays, manifest, class_names, cfg)
+    loader = cfg.dataset.get("loader", "torchvision")
+    require(loader in ("torchvision", "image_folder"),
+            f"dataset.loader={loader!r} must be torchvision or image_folder (conf/dataset/{cfg.dataset.name}.yaml)")
+    facts = None
+    if loader == "image_folder":
+        arrays, manifest, class_names, facts = image_folder.build(cfg)
+    else:
+        arrays, manifest, class_names = build_splits(load_raw(cfg.dataset), cfg)
+    meta = write_prepared(Path(cfg.out_dir), arrays, manifest, class_names, cfg, facts)
     print(f"prepared {cfg.dataset.name}: " + ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
           + f" images, {len(class_names)} classes, data_version {meta['data_version']} -> {cfg.out_dir}")
+    if facts is not None:
+        unreadable = [s for s in facts["skipped"] if not s["reason"].startswith("ignored")]
+        leak = facts["leakage"]
+        print(f"  {facts['source_files']} source files; {len(unreadable)} skipped, "
+              f"{len(facts['skipped']) - len(unreadable)} ignored (list: {cfg.out_dir}/skipped.csv); "
+              f"background tiles dropped: {sum(facts['background_dropped'].values())}; leakage check: "
+              f"{leak['shared_contents']} tile contents shared between splits")
+        for s in unreadable:
+            print(f"  skipped {s['file']}: {s['reason']}")
     return meta
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .collect import extra_test_sets
 from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_text
 from .stats import bootstrap_ci, pairwise
@@ -25,8 +27,15 @@ BAND_LEVEL = 0.95
 
 
 def final_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
-    """The numbers behind the box plot: final test accuracy (percent) of every run."""
-    table = runs[["dataset", "model", "seed", "final_test_acc"]].copy()
+    """The numbers behind the box plot: final test accuracy (percent) of every run. Each extra test
+    set of an image-folder dataset is a panel of its own, named ``<dataset> | test@<name>``."""
+    keys = ["dataset", "model", "seed"]
+    frames = [runs[keys + ["final_test_acc"]]]
+    for name in extra_test_sets(runs.columns):
+        column = f"final_test_acc/{name}"
+        extra = runs.loc[runs[column].notna(), keys + [column]].rename(columns={column: "final_test_acc"})
+        frames.append(extra.assign(dataset=extra["dataset"] + f" | test@{name}"))
+    table = pd.concat(frames, ignore_index=True)
     table["test_acc_pct"] = 100.0 * table.pop("final_test_acc")
     return table.sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
 
@@ -40,7 +49,7 @@ def curve_bands(epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LE
     from scipy import stats
 
     long = epochs.melt(id_vars=["dataset", "model", "seed", "epoch"], value_vars=metrics,
-                       var_name="metric", value_name="value")
+                       var_name="metric", value_name="value").dropna(subset=["value"])  # extra test sets
     grouped = long.groupby(["dataset", "model", "metric", "epoch"], sort=True)["value"]
     bands = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     half = stats.t.ppf(0.5 + level / 2, (bands["n"] - 1).clip(lower=1)) * bands["sd"] / np.sqrt(bands["n"])
@@ -67,6 +76,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
             "seeds_fitted": int(g["fit_epoch"].notna().sum()),
             "conf_wrong_mean": 100 * g.get("final_test_conf_wrong", pd.Series(dtype=float)).mean(),
             "ece_mean": g.get("final_test_ece", pd.Series(dtype=float)).mean(),
+            **{f"test_acc_mean/{n}": 100 * g[f"final_test_acc/{n}"].mean() for n in extra_test_sets(g.columns)},
         })
     return pd.DataFrame(rows)
 
@@ -244,6 +254,68 @@ def plot_feature_maps(maps_file: Path, prepared_root: Path):
     return fig
 
 
+SAMPLE_TILES = 8  # training tiles shown per class
+
+
+def image_folder_metas(counts: pd.DataFrame, prepared_root: Path) -> dict[str, dict]:
+    """meta.json of each image-folder dataset of the study (skipped files, leakage check, ...)."""
+    metas = {}
+    for dataset in dict.fromkeys(counts["dataset"]):
+        meta_file = prepared_root / dataset / "meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        if meta.get("loader") == "image_folder":
+            metas[dataset] = meta
+    return metas
+
+
+def plot_sample_tiles(metas: dict[str, dict], prepared_root: Path):
+    """One row per class: unrotated training tiles from as many different source images as possible
+    (the source study's show_batch), to see what the network is given."""
+    import matplotlib.pyplot as plt
+
+    rows = [(d, c) for d, m in metas.items() for c in range(len(m["class_names"]))]
+    fig, axes = plt.subplots(len(rows), SAMPLE_TILES, figsize=(1.1 * SAMPLE_TILES, 1.25 * len(rows)), squeeze=False)
+    for row, (dataset, label) in enumerate(rows):
+        manifest = pd.read_csv(prepared_root / dataset / "manifest.csv")
+        train = manifest[manifest["split"] == "train"].reset_index(drop=True)  # row i = image i
+        plain = train[(train["label"] == label) & (train["rotation"] == 0) & (train["flip"] == "none")]
+        plain = plain.sort_values(["source", "top", "left"])
+        spread = plain.groupby("source").cumcount().rename("k")  # round-robin over the sources
+        chosen = plain.assign(k=spread).sort_values(["k", "source"]).head(SAMPLE_TILES).index
+        images = np.load(prepared_root / dataset / "train_images.npy", mmap_mode="r")
+        for col, ax in enumerate(axes[row]):
+            ax.set_xticks([]), ax.set_yticks([])
+            if col < len(chosen):
+                image = np.asarray(images[chosen[col]]).transpose(1, 2, 0)
+                ax.imshow(image.squeeze(), cmap="gray" if image.shape[2] == 1 else None, vmin=0, vmax=255)
+        axes[row][0].set_ylabel(metas[dataset]["class_names"][label] + (f"\n({dataset})" if len(metas) > 1 else ""),
+                                fontsize=8)
+    fig.suptitle("Training tiles per class (unrotated, from different source images)")
+    fig.tight_layout()
+    return fig
+
+
+
+def image_folder_html(metas: dict[str, dict]) -> str:
+    """What prepare did to each image folder: files skipped and why, background dropped, leakage check."""
+    parts = []
+    for dataset, meta in metas.items():
+        leak = meta["leakage"]
+        verdict = ("no tile content appears in two splits" if leak["shared_contents"] == 0 else
+                   f"<b>{leak['shared_contents']} tile contents appear in two splits</b> {leak['pairs']}")
+        skipped = pd.DataFrame(meta["skipped"], columns=["file", "reason"])
+        unreadable = skipped[~skipped["reason"].str.startswith("ignored")]
+        parts.append(
+            f"<h3>{html.escape(dataset)}</h3><p>{meta['source_files']} source files, split by "
+            f"{html.escape(meta['split_by'])} (source groups per split: {meta['groups_per_split']}); "
+            f"examples per split: {meta['counts']}. Leakage check (content hash of all "
+            f"{leak['examples_checked']} examples): {verdict}. Tiles dropped as background: "
+            f"{meta['background_dropped']}. {len(unreadable)} file(s) skipped as unusable, "
+            f"{len(skipped) - len(unreadable)} ignored (hidden, phantom or not an image).</p>"
+            + (unreadable.to_html(index=False, border=0, classes="table") if len(unreadable) else ""))
+    return "<h2>Image-folder data (prepare)</h2>\n" + "\n".join(parts) if parts else ""
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -256,7 +328,7 @@ def plot_box(final: pd.DataFrame, tests: pd.DataFrame | None = None):
     import seaborn as sns
 
     datasets = list(dict.fromkeys(final["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(1.6 + 1.7 * final["model"].nunique() * len(datasets), 4.2),
+    fig, axes = plt.subplots(1, len(datasets), figsize=(1.6 + 1.7 * max(2, final["model"].nunique()) * len(datasets), 4.2),
                              squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         data = final[final["dataset"] == dataset]
@@ -292,7 +364,7 @@ def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: b
     models = list(dict.fromkeys(p[1] for p in panels))
     fig, axes = plt.subplots(len(datasets), len(models), figsize=(3.6 * len(models), 3.2 * len(datasets)),
                              squeeze=False, sharey=True)
-    colors = dict(zip(metrics, ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]))
+    colors = dict(zip(metrics, ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]))
     for i, dataset in enumerate(datasets):
         for j, model in enumerate(models):
             ax = axes[i][j]
@@ -331,16 +403,19 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
 
     matplotlib.use("Agg")
     np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator
-    acc = _percent(curve_bands(epochs, ["train_acc", "test_acc"]))
+    extras = extra_test_sets(epochs.columns)  # one more curve per extra test set (image folders)
+    acc_lines = {"train_acc": "train", "test_acc": "test", **{f"test_acc/{n}": f"test {n}" for n in extras}}
+    loss_lines = {"train_loss": "train", "test_loss": "test", **{f"test_loss/{n}": f"test {n}" for n in extras}}
+    acc = _percent(curve_bands(epochs, list(acc_lines)))
     gap = _percent(curve_bands(epochs, ["gap_acc"]), clip=False)
-    loss = curve_bands(epochs, ["train_loss", "test_loss"])
+    loss = curve_bands(epochs, list(loss_lines))
     figs = {
         "final_test_accuracy": plot_box(final_accuracy(runs), pairwise(final_accuracy(runs))),
-        "learning_curves": plot_bands(acc, {"train_acc": "train", "test_acc": "test"}, "accuracy (%)",
+        "learning_curves": plot_bands(acc, acc_lines, "accuracy (%)",
                                       title="Train vs test accuracy: mean over seeds, 95 % band"),
         "generalization_gap": plot_bands(gap, {"gap_acc": "train − test"}, "accuracy gap (points)",
                                          title="Generalization gap per epoch"),
-        "loss_curves": plot_bands(loss, {"train_loss": "train", "test_loss": "test"}, "cross-entropy (log)",
+        "loss_curves": plot_bands(loss, loss_lines, "cross-entropy (log)",
                                   log=True, title="Train vs test loss"),
     }
     if "train_corrupted_acc" in epochs and epochs["train_corrupted_acc"].notna().any():
@@ -359,6 +434,9 @@ def figures(epochs: pd.DataFrame, runs: pd.DataFrame, predictions: pd.DataFrame,
         figs[f"feature_maps__{maps_file.stem}"] = plot_feature_maps(maps_file, prepared_root)
     if runs["label_noise"].nunique() > 1:
         figs["label_noise"] = plot_noise(runs, noise_table(runs), counts.groupby("dataset")["class"].nunique().to_dict())
+    folders = image_folder_metas(counts, prepared_root)
+    if folders:
+        figs["sample_tiles"] = plot_sample_tiles(folders, prepared_root)
     return figs
 
 
@@ -379,13 +457,15 @@ CAPTIONS = {
                    "training (dashed) accuracy, and the epochs needed to fit 99 % of the training labels, "
                    "against the fraction p of training labels replaced by random ones (dotted: chance; "
                    "hollow points: seeds that never fitted within the epoch budget).",
+    "sample_tiles": "Tiles of the prepared training split per class, before rotation: what the network is given.",
     "clean_vs_corrupted": "Running training accuracy on the examples whose labels were kept vs those a control "
                           "replaced by random labels: fitting the random ones is memorization.",
 }
 
 
 def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFrame,
-                tests: pd.DataFrame, scores: pd.DataFrame, noise: pd.DataFrame | None = None) -> str:
+                tests: pd.DataFrame, scores: pd.DataFrame, noise: pd.DataFrame | None = None,
+                data_section: str = "") -> str:
     def fmt_summary(df: pd.DataFrame) -> str:
         shown = pd.DataFrame({
             "dataset": df["dataset"], "model": df["model"], "parameters": df["params"].map("{:,}".format),
@@ -402,6 +482,8 @@ def render_html(images: dict[str, bytes], summary: pd.DataFrame, runs: pd.DataFr
                                                         for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"])],
             "confidently wrong (%)": df["conf_wrong_mean"].map("{:.2f}".format),
             "ECE": df["ece_mean"].map("{:.3f}".format),
+            **{f"final test acc, {c.split('/', 1)[1]} (%)": df[c].map("{:.2f}".format)
+               for c in df.columns if c.startswith("test_acc_mean/")},  # extra test sets
         })
         return shown.to_html(index=False, border=0, classes="table")
 
@@ -453,6 +535,7 @@ no checkpoint selection). Code version: {html.escape(commits)}.</p>
 p &lt; 0.05 at all; the note says so rather than letting a large p read as "no difference".</p>
 {fmt_tests(tests)}
 {fmt_noise(noise)}
+{data_section}
 <h2>Figures</h2>
 {figs}
 <h2>Per-class precision, recall and F1 (median seed, final epoch)</h2>
@@ -493,7 +576,8 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports", prepa
     noise = noise_table(runs) if runs["label_noise"].nunique() > 1 else None
     if noise is not None:
         atomic_write_text(out / "figures" / "label_noise.csv", noise.to_csv(index=False, float_format="%.4f"))
-    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests, scores, noise))
+    data_section = image_folder_html(image_folder_metas(counts, Path(prepared_root)))
+    atomic_write_text(out / "index.html", render_html(images, summary, runs, tests, scores, noise, data_section))
     print(f"report: {out / 'index.html'} ({len(images)} figures)", file=sys.stderr)
     return out / "index.html"
 

@@ -145,14 +145,15 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
     net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
                       num_classes=data.num_classes)
-    eval_names = ["val", "test"] + (["train_eval"] if cfg.trainer.train_eval_pass else [])
+    extra_tests = [s for s in data.images if s.startswith("test@")]  # named extra test sets
+    eval_names = ["val", "test"] + extra_tests + (["train_eval"] if cfg.trainer.train_eval_pass else [])
     module = Classifier(net, instantiate(cfg.optimizer), eval_names, batch_size=cfg.trainer.batch_size)
     if on_epoch is not None:
         module.epoch_listeners.append(on_epoch)
     stopping = cfg.trainer.early_stopping
     if stopping.patience:
         module.epoch_listeners.append(StopWhenValidationStalls(module, stopping.monitor, stopping.patience, stopping.mode))
-    eval_sets = {"val": "val", "test": "test", "train_eval": "train"}
+    eval_sets = {"val": "val", "test": "test", "train_eval": "train", **{s: s for s in extra_tests}}
     eval_loaders = [TensorBatches(data.images[eval_sets[n]], data.labels[eval_sets[n]], cfg.trainer.eval_batch_size)
                     for n in eval_names]
     # Chunks of consecutive minibatches; the module splits them back (see lightning_module.py).
@@ -219,7 +220,8 @@ def train(cfg: DictConfig) -> dict | None:
     table.insert(0, "seed", int(cfg.seed))
     table.insert(0, "model", cfg.model.name)
     table.insert(0, "dataset", cfg.data_label)
-    columns = ["dataset", "model", "seed", "epoch"] + [c for c in METRIC_ORDER if c in table]
+    columns = ["dataset", "model", "seed", "epoch"] + [c for c in METRIC_ORDER if c in table] \
+        + sorted(c for c in table if c.startswith("test_") and "/" in c)  # test_acc/<name> of extra test sets
     atomic_write_text(run_dir / "metrics.csv", table[columns].to_csv(index=False))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(resolved))
     # Final test predictions (label, predicted, confidence) for confusion matrices and the like.
