@@ -162,6 +162,11 @@ def prepare(cfg: DictConfig) -> dict:
             f"dataset.loader={loader!r} must be torchvision or image_folder (conf/dataset/{cfg.dataset.name}.yaml)")
     facts = None
     if loader == "image_folder":
+        if cfg.dataset.get("build") and not Path(cfg.dataset.root).exists():
+            from hydra.utils import instantiate
+
+            print(f"building the raw folders of {cfg.dataset.name} ({cfg.dataset.build._target_})")
+            instantiate(cfg.dataset.build)
         arrays, manifest, class_names, facts = image_folder.build(cfg)
     else:
         arrays, manifest, class_names = build_splits(load_raw(cfg.dataset), cfg)
