@@ -15,7 +15,11 @@ MODEL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").
 @pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("channels,size,classes", [(1, 28, 10), (3, 32, 2), (1, 64, 5)])
 def test_every_model_config_adapts_to_input_and_classes(config, channels, size, classes):
-    cfg = OmegaConf.load(config)
+    import overfitlab  # noqa: F401  (registers the `repeat` resolver of mlp_search)
+
+    # Inside the composed config, as in a run: mlp_search reads the searched sizes from `search`.
+    cfg = OmegaConf.create({"search": {"layers": 2, "units": 16, "dropout": 0.1},
+                            "model": OmegaConf.load(config)}).model
     if cfg.name == "alexnet":
         cfg.net.dense_width = 64  # the real width works too; this keeps the test light
     assert cfg.name == config.stem
@@ -39,3 +43,20 @@ def test_deep_network_shares_weights_and_drops_pools_for_small_inputs():
 
 def test_pool_rule():
     assert pool_fits(4, 2, 2, 2) and not pool_fits(3, 2, 2, 2) and pool_fits(3, 2, 2, 1)
+
+
+def test_feature_maps_are_every_convolution_call_in_order():
+    from overfitlab.models import MLP, DeepNetwork, conv_feature_maps
+
+    torch.manual_seed(0)
+    net = DeepNetwork(in_channels=1, image_size=28, num_classes=10).train()
+    image = torch.rand(1, 28, 28)
+    maps = conv_feature_maps(net, image)
+    # entry conv, conv16 twice (shared weights), conv32, conv32_2 twice, conv64, conv64_2 twice
+    assert [k.split("_", 1)[1] for k in maps] == ["entry_conv", "conv16", "conv16", "conv32", "conv32_2",
+                                                   "conv32_2", "conv64", "conv64_2", "conv64_2"]
+    assert maps["01_entry_conv"].shape == (16, 28, 28)
+    expected = net.entry_conv.eval()(image[None])[0]
+    assert torch.allclose(maps["01_entry_conv"], expected.detach())
+    assert net.training  # the caller's mode is restored
+    assert conv_feature_maps(MLP(1, 28, 10, hidden=[20]), image) == {}
