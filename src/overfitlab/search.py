@@ -10,6 +10,7 @@ and written to ``search.best_file`` (reports/search/best.yaml).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -54,8 +55,9 @@ class BestTrial(Callback):
         best = max(self.trials, key=lambda t: sign * t["score"])
         ranked = sorted(self.trials, key=lambda t: -sign * t["score"])
         result = {"monitor": config.trainer.early_stopping.monitor, "direction": config.hydra.sweeper.direction,
-                  "best": dict(best), "trials": ranked}
-        atomic_write_text(Path(config.search.best_file), yaml.safe_dump(result, sort_keys=False))
+                  "best": best, "trials": ranked}
+        # A JSON round trip gives plain copies, so the YAML has no anchors (&id001) for shared lists.
+        atomic_write_text(Path(config.search.best_file), yaml.safe_dump(json.loads(json.dumps(result)), sort_keys=False))
         print(f"search: best {result['monitor']} {best['score']:.4f} of {len(self.trials)} trials with "
               f"{' '.join(best['overrides'])} -> {config.search.best_file}", file=sys.stderr)
 
