@@ -83,7 +83,8 @@ def test_dvc_repro_end_to_end_then_noop_then_resume_then_new_model(repo):
 
 
 def test_interrupted_repro_resumes_without_retraining_finished_seeds(repo):
-    set_params(repo, study={"models": ["model_d"], "seeds": [0, 1, 2]}, train={"epochs": 3})
+    # Six seeds: after the first one finishes, enough work is left that Ctrl-C lands mid-sweep.
+    set_params(repo, study={"models": ["model_d"], "seeds": [0, 1, 2, 3, 4, 5]}, train={"epochs": 3})
     proc = subprocess.Popen([DVC, "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     first = repo / "runs/fashion_mnist/model_d/seed=0/done.json"
@@ -91,14 +92,15 @@ def test_interrupted_repro_resumes_without_retraining_finished_seeds(repo):
     while not first.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert first.exists(), "the first seed never finished"
+    assert proc.poll() is None, "dvc repro finished before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0
-    assert not (repo / "runs/fashion_mnist/model_d/seed=2/done.json").exists()
+    output = proc.communicate(timeout=120)[0].decode(errors="replace")
+    assert proc.returncode != 0, output[-4000:]
+    assert not (repo / "runs/fashion_mnist/model_d/seed=5/done.json").exists()
     finished = done(repo, "model_d", 0)["mlflow_run_id"]
 
     out = repro(repo)
     assert "model_d seed=0: already trained" in out
     assert done(repo, "model_d", 0)["mlflow_run_id"] == finished
     runs = pd.read_csv(repo / "reports/metrics/runs.csv")
-    assert sorted(runs.seed) == [0, 1, 2] and (runs.epochs == 3).all()
+    assert sorted(runs.seed) == [0, 1, 2, 3, 4, 5] and (runs.epochs == 3).all()

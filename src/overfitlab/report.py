@@ -374,7 +374,7 @@ def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: b
                     continue
                 ax.plot(b["epoch"], b["mean"], color=colors[metric], label=label, marker="o", markersize=3)
                 ax.fill_between(b["epoch"], b["low"], b["high"], color=colors[metric], alpha=0.2, linewidth=0)
-            ax.set(title=f"{model}" + (f" ({dataset})" if len(datasets) > 1 else ""), xlabel="epoch")
+            ax.set(title=f"{model}" + (f"\n{dataset}" if len(datasets) > 1 else ""), xlabel="epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if log:
                 ax.set_yscale("log")
