@@ -6,6 +6,11 @@
 A run directory ``runs/<dataset>/<model>/seed=<n>/`` is complete only once ``done.json`` exists
 and records the hash of everything that defines the run; a complete run with the same hash is
 skipped, anything else there (half-written or stale) is removed and trained again.
+
+With ``trainer.vectorize_seeds`` on, the first job of a multirun for a (dataset, model, control,
+...) configuration trains all the sweep's seeds of it at once, as one vectorized model
+(``fit_seeds``), and writes every seed's run directory and MLflow run as a sequential run would;
+the later jobs of those seeds find their runs complete and skip them.
 """
 
 from __future__ import annotations
