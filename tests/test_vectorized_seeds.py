@@ -25,7 +25,7 @@ class StackFirstStep(L.Callback):
     """Records each seed's initial weights and first minibatch in the vectorized path."""
 
     def on_train_batch_start(self, trainer, stack, batch, batch_idx):
-        if batch_idx == 0:
+        if batch_idx == 0 and trainer.current_epoch == 0:
             bs = stack.batch_size
             self.weights = [{n: p[i].detach().clone() for n, p in zip(stack.names, stack.stacked)}
                             for i in range(len(stack.members))]
