@@ -58,11 +58,12 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> float:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    device = torch.device("cuda" if os.environ.get("BENCH_ACCELERATOR") == "gpu" else "cpu")
     data = load_prepared(os.environ["BENCH_DATA"])
     net = instantiate(OmegaConf.load(ROOT / "conf/model" / f"{model}.yaml").net,
-                      in_channels=1, image_size=28, num_classes=10)
+                      in_channels=1, image_size=28, num_classes=10).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = data.images["train"], data.labels["train"]
+    x, y = data.images["train"].to(device), data.labels["train"].to(device)
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -74,6 +75,8 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> float:
             loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
             loss.backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return N_TRAIN / statistics.median(seconds[1:])  # first epoch is warm-up
 
@@ -107,7 +110,8 @@ def _median_epoch_seconds(model: str, batch: int, epochs: int, threads: int, see
     os.chdir(ROOT)
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
         cfgs = [compose("train", [f"model={model}", f"train.batch_size={batch}", f"train.epochs={epochs}",
-                                  f"trainer.threads={threads}", "trainer.accelerator=cpu", f"seed={seed}"])
+                                  f"trainer.threads={threads}", f"trainer.accelerator={os.environ['BENCH_ACCELERATOR']}",
+                                  f"seed={seed}"])
                 for seed in range(seeds)]
     data = load_prepared(os.environ["BENCH_DATA"])
     if seeds == 1:
@@ -201,8 +205,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="per measurement; the first is warm-up")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per cell")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
+                        help="gpu: both the plain loop and the project on CUDA (not yet measured here)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
+    os.environ["BENCH_ACCELERATOR"] = args.accelerator
 
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
