@@ -7,8 +7,16 @@ path (``overfitlab.train.fit``: Lightning Trainer, TensorBatches, on-device metr
 bar) from the start of each training epoch to the end of its last training step, so the
 per-epoch validation/test passes are not counted; the plain loop is written here.
 
-    python benchmarks/throughput.py              # table + ratios, writes benchmarks/results.json
+    python benchmarks/throughput.py              # both tables + ratios, writes benchmarks/results.json
     python benchmarks/throughput.py --repeats 5  # more repeats -> steadier medians
+    python benchmarks/throughput.py --part seeds # only the multi-seed table
+
+The multi-seed table trains N seeds of one model (``--seed-model``, the deep network) and compares
+the total images/s, i.e. seeds per hour, of: the plain loop one seed after another on all threads
+(the reference), the project's vectorized mode (``trainer.vectorize_seeds``, all seeds as one
+model), two single-thread processes side by side (each training its seeds with the plain loop, or
+with the project's path as ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` does), and both (two single-thread processes, each vectorizing half of the seeds). Steady state: start-up
+and the first epoch of each process are not counted.
 """
 
 from __future__ import annotations
@@ -50,11 +58,12 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> float:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    device = torch.device("cuda" if os.environ.get("BENCH_ACCELERATOR") == "gpu" else "cpu")
     data = load_prepared(os.environ["BENCH_DATA"])
     net = instantiate(OmegaConf.load(ROOT / "conf/model" / f"{model}.yaml").net,
-                      in_channels=1, image_size=28, num_classes=10)
+                      in_channels=1, image_size=28, num_classes=10).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = data.images["train"], data.labels["train"]
+    x, y = data.images["train"].to(device), data.labels["train"].to(device)
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -66,12 +75,15 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> float:
             loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
             loss.backward()
             opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     return N_TRAIN / statistics.median(seconds[1:])  # first epoch is warm-up
 
 
-def project(model: str, batch: int, epochs: int, threads: int) -> float:
-    """The project's real training path, timed per training epoch by a Lightning callback."""
+def _median_epoch_seconds(model: str, batch: int, epochs: int, threads: int, seeds: int) -> float:
+    """Train with the project's real path (``fit``, or ``fit_seeds`` for several seeds at once); the
+    median time of a training epoch after the first, timed by a Lightning callback."""
     import lightning as L
     from hydra import compose, initialize_config_dir
 
@@ -97,48 +109,116 @@ def project(model: str, batch: int, epochs: int, threads: int) -> float:
 
     os.chdir(ROOT)
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("train", [f"model={model}", f"train.batch_size={batch}", f"train.epochs={epochs}",
-                                f"trainer.threads={threads}", "trainer.accelerator=cpu"])
+        cfgs = [compose("train", [f"model={model}", f"train.batch_size={batch}", f"train.epochs={epochs}",
+                                  f"trainer.threads={threads}", f"trainer.accelerator={os.environ['BENCH_ACCELERATOR']}",
+                                  f"seed={seed}"])
+                for seed in range(seeds)]
     data = load_prepared(os.environ["BENCH_DATA"])
-    train_stage.fit(cfg, data, extra_callbacks=[EpochTimer()])
-    return N_TRAIN / statistics.median(seconds[1:])
+    if seeds == 1:
+        train_stage.fit(cfgs[0], data, extra_callbacks=[EpochTimer()])
+    else:
+        train_stage.fit_seeds(cfgs, data, [None] * seeds, extra_callbacks=[EpochTimer()])
+    return statistics.median(seconds[1:])  # first epoch is warm-up
 
 
-def measure_in_subprocess(variant: str, model: str, batch: int, epochs: int, threads: int) -> float:
+def project(model: str, batch: int, epochs: int, threads: int) -> float:
+    """The project's real training path (one seed), images/s."""
+    return N_TRAIN / _median_epoch_seconds(model, batch, epochs, threads, seeds=1)
+
+
+def vectorized(model: str, batch: int, epochs: int, threads: int, seeds: int) -> float:
+    """The project's vectorized path (``trainer.vectorize_seeds``): all seeds' images/s together."""
+    return seeds * N_TRAIN / _median_epoch_seconds(model, batch, epochs, threads, seeds)
+
+
+def measure_in_subprocess(variant: str, *args, processes: int = 1) -> float:
+    """``variant(*args)`` in ``processes`` fresh processes started together; their images/s summed."""
     code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import throughput as t; "
-            f"print(t.{variant}({model!r}, {batch}, {epochs}, {threads}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    return float(out.stdout.strip().splitlines()[-1])
+            f"print(t.{variant}(*{args!r}))")
+    running = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT) for _ in range(processes)]
+    total = 0.0
+    for process in running:
+        out, err = process.communicate()
+        if process.returncode:
+            raise RuntimeError(f"{variant}{args} failed:\n{err[-2000:]}")
+        total += float(out.strip().splitlines()[-1])
+    return total
+
+
+def throughput_table(args) -> list[dict]:
+    """The project's path vs the plain loop, one seed, images/s (the first table of README.md)."""
+    rows = []
+    for model in args.models:
+        for batch in args.batches:
+            runs = {"plain": [], "project": []}
+            for _ in range(args.repeats):  # alternate, so drifts of a noisy machine hit both
+                for variant in runs:
+                    runs[variant].append(measure_in_subprocess(variant, model, batch, args.epochs, args.threads))
+            row = {"model": model, "batch": batch,
+                   "plain_img_s": statistics.median(runs["plain"]),
+                   "project_img_s": statistics.median(runs["project"]),
+                   "ratio_of_medians": statistics.median(runs["project"]) / statistics.median(runs["plain"]),
+                   "all": runs}
+            rows.append(row)
+            print(f"{model:>14} batch {batch:>4}: plain {row['plain_img_s']:7.0f} img/s, project "
+                  f"{row['project_img_s']:7.0f} img/s, ratio {row['ratio_of_medians']:.2f}", flush=True)
+    return rows
+
+
+def seeds_table(args) -> list[dict]:
+    """N seeds of one model: total images/s (= seeds per hour x epoch size x epochs / 3600) of each
+    mechanism vs training them one after another with the plain loop on all threads."""
+    n, half = args.seeds, args.seeds // 2
+    mechanisms = {  # name: (function, its arguments after model and batch, processes)
+        "sequential plain": ("plain", (args.epochs, args.threads), 1),
+        f"vectorized {n} seeds": ("vectorized", (args.epochs, args.threads, n), 1),
+        "2 processes x 1 thread, plain": ("plain", (args.epochs, 1), 2),
+        "2 processes x 1 thread, project (joblib n_jobs=2)": ("project", (args.epochs, 1), 2),
+        f"2 processes x 1 thread, vectorized {half} seeds each": ("vectorized", (args.epochs, 1, half), 2),
+    }
+    rows = []
+    for batch in args.seed_batches:
+        runs: dict[str, list[float]] = {name: [] for name in mechanisms}
+        for _ in range(args.repeats):
+            for name, (variant, extra, processes) in mechanisms.items():
+                runs[name].append(measure_in_subprocess(variant, args.seed_model, batch, *extra, processes=processes))
+        reference = statistics.median(runs["sequential plain"])
+        for name, values in runs.items():
+            row = {"model": args.seed_model, "batch": batch, "seeds": n, "mechanism": name,
+                   "img_s": statistics.median(values), "speedup": statistics.median(values) / reference,
+                   "all": values}
+            rows.append(row)
+            print(f"{args.seed_model:>14} batch {batch:>4}, {n} seeds, {name:<48} {row['img_s']:7.0f} img/s, "
+                  f"speed-up {row['speedup']:.2f}", flush=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["all", "throughput", "seeds"], default="all")
     parser.add_argument("--models", nargs="+", default=["deep_network", "mlp_300_100"])
     parser.add_argument("--batches", nargs="+", type=int, default=[20, 128])
+    parser.add_argument("--seed-model", default="deep_network", help="model of the multi-seed table")
+    parser.add_argument("--seed-batches", nargs="+", type=int, default=[20, 128])
+    parser.add_argument("--seeds", type=int, default=4, help="seeds trained in the multi-seed table")
     parser.add_argument("--epochs", type=int, default=4, help="per measurement; the first is warm-up")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating plain/project runs per cell")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per cell")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
+                        help="gpu: both the plain loop and the project on CUDA (not yet measured here)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
+    os.environ["BENCH_ACCELERATOR"] = args.accelerator
 
-    rows = []
+    results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         make_prepared(Path(tmp))
         os.environ["BENCH_DATA"] = tmp
-        for model in args.models:
-            for batch in args.batches:
-                runs = {"plain": [], "project": []}
-                for _ in range(args.repeats):  # alternate, so drifts of a noisy machine hit both
-                    for variant in runs:
-                        runs[variant].append(measure_in_subprocess(variant, model, batch, args.epochs, args.threads))
-                row = {"model": model, "batch": batch,
-                       "plain_img_s": statistics.median(runs["plain"]),
-                       "project_img_s": statistics.median(runs["project"]),
-                       "ratio_of_medians": statistics.median(runs["project"]) / statistics.median(runs["plain"]),
-                       "all": runs}
-                rows.append(row)
-                print(f"{model:>14} batch {batch:>4}: plain {row['plain_img_s']:7.0f} img/s, project "
-                      f"{row['project_img_s']:7.0f} img/s, ratio {row['ratio_of_medians']:.2f}", flush=True)
+        if args.part in ("all", "throughput"):
+            results["rows"] = throughput_table(args)
+        if args.part in ("all", "seeds"):
+            results["seeds"] = seeds_table(args)
     import torch
 
     cpu = platform.machine()
@@ -149,7 +229,7 @@ def main() -> None:
     machine = {"cpu": cpu, "cores": os.cpu_count(),
                "threads": args.threads, "torch": torch.__version__, "python": platform.python_version()}
     Path(args.out).write_text(json.dumps({"machine": machine, "n_train": N_TRAIN, "epochs": args.epochs,
-                                          "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
+                                          "repeats": args.repeats, **results}, indent=2) + "\n")
     print(f"written {args.out}")
 
 

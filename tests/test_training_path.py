@@ -21,7 +21,7 @@ class FirstStep(L.Callback):
     """Records the initial weights and the first minibatch the project path trains on."""
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if batch_idx == 0:
+        if batch_idx == 0 and trainer.current_epoch == 0:
             self.weights = copy.deepcopy(module.net.state_dict())
             bs = module.batch_size
             self.x, self.y = batch[0][:bs].clone(), batch[1][:bs].clone()

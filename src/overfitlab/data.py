@@ -159,3 +159,21 @@ class TensorBatches:
             else:
                 idx = order[start:start + self.batch_size]
                 yield tuple(t[idx] for t in self.tensors)
+
+
+class SeedBatches:
+    """Several seeds' training batches at once: batch i stacks every seed's own batch i.
+
+    Each loader keeps its seed's order (a ``TensorBatches`` seeded as in a run of that seed alone);
+    all have the same length and batch sizes, so the result is (seeds, batch, ...) per tensor.
+    """
+
+    def __init__(self, loaders: list[TensorBatches]):
+        self.loaders = loaders
+
+    def __len__(self) -> int:
+        return len(self.loaders[0])
+
+    def __iter__(self):
+        for batches in zip(*self.loaders):
+            yield tuple(torch.stack(parts) for parts in zip(*batches))

@@ -95,17 +95,23 @@ class Classifier(L.LightningModule):
             optimizer.zero_grad()
             self.manual_backward(loss_sum / len(y))
             optimizer.step()
-            hit = logits.argmax(1) == y
-            self._accumulate("train", hit, loss_sum)
-            if flags:  # a randomization control replaced some labels
-                corrupted = flags[0]
-                self._add("train_clean", torch.stack([(hit & ~corrupted).sum(), (~corrupted).sum()]))
-                self._add("train_corrupted", torch.stack([(hit & corrupted).sum(), corrupted.sum()]))
+            self.record_train(logits, y, loss_sum, *flags)
+
+    def record_train(self, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor,
+                     corrupted: torch.Tensor | None = None) -> None:
+        """Add one training minibatch to the epoch's sums (``corrupted``: labels a control replaced)."""
+        hit = logits.argmax(1) == y
+        self._accumulate("train", hit, loss_sum)
+        if corrupted is not None:
+            self._add("train_clean", torch.stack([(hit & ~corrupted).sum(), (~corrupted).sum()]))
+            self._add("train_corrupted", torch.stack([(hit & corrupted).sum(), corrupted.sum()]))
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
-        logits = self.net(x)
-        name = self.eval_names[dataloader_idx]
+        self.record_eval(self.eval_names[dataloader_idx], self.net(x), y)
+
+    def record_eval(self, name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Add one evaluation batch of loader ``name`` to the epoch's sums (and the test predictions)."""
         self._accumulate(name, logits.argmax(1) == y, self.loss_fn(logits, y))
         if name == "test":
             confidence, predicted = logits.softmax(1).max(1)
@@ -114,7 +120,11 @@ class Classifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # Lightning runs the validation loop before this hook, so all sums of the epoch are here.
-        row = {"epoch": self.current_epoch + 1}
+        self.end_epoch(self.current_epoch + 1)
+
+    def end_epoch(self, epoch: int) -> None:
+        """Turn the epoch's sums into its history row and hand the row to the listeners."""
+        row = {"epoch": epoch}
         sums = self._sums
         self._sums = {}
         calibration = sums.pop("calibration", None)
@@ -157,3 +167,68 @@ class StopWhenValidationStalls:
             self.stale += 1
             if self.stale >= self.patience:
                 self.module.trainer.should_stop = True
+
+
+class SeedStack(L.LightningModule):
+    """The N seeds of one architecture trained at once, as one vectorized model (``torch.func``).
+
+    Each member ``Classifier`` brings its own freshly seeded net (its initialization) and keeps its
+    own metrics, predictions and epoch listeners; this module stacks the members' parameters into
+    one tensor per parameter (leading dimension: the seed), runs the forward pass of all seeds with
+    ``vmap`` and steps one optimizer over the stacked tensors. An element-wise optimizer (Adam,
+    SGD) on a stack makes exactly the updates of N separate ones, and the seeds' losses share no
+    parameter, so each seed gets the gradients it would get alone: the same training up to the
+    order of floating-point sums. Training chunks are (seeds, examples, ...), each seed's minibatches
+    in its own order (``data.SeedBatches``); evaluation batches are shared by all seeds.
+    """
+
+    def __init__(self, members: list[Classifier], optimizer_factory, batch_size: int):
+        super().__init__()
+        self.automatic_optimization = False
+        self.members = members  # a plain list: their nets are not trained here, only given the result
+        params, buffers = torch.func.stack_module_state([m.net for m in members])
+        assert not buffers, "nets with buffers (batch norm) are not vectorized (train.why_not_vectorized)"
+        self.names = list(params)
+        self.stacked = nn.ParameterList(params.values())
+        self.optimizer_factory = optimizer_factory
+        self.batch_size = batch_size
+        self.loss_fn = nn.CrossEntropyLoss(reduction="none")
+
+    def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
+        """Logits (seeds, batch, classes) of x (seeds, batch, ...), or with ``shared`` x (batch, ...) for all."""
+        template = self.members[0].net  # functional_call swaps in each seed's parameters
+
+        def one_seed(params, inputs):
+            return torch.func.functional_call(template, dict(zip(self.names, params)), (inputs,))
+
+        return torch.func.vmap(one_seed, in_dims=(0, None if shared else 0))(tuple(self.stacked), x)
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.parameters())
+
+    def training_step(self, chunk, chunk_idx):
+        optimizer = self.optimizers()
+        for x, y, *flags in zip(*(t.split(self.batch_size, dim=1) for t in chunk)):
+            logits = self(x)
+            loss_sums = self.loss_fn(logits.flatten(0, 1), y.flatten()).view(y.shape).sum(1)
+            optimizer.zero_grad()
+            self.manual_backward(loss_sums.sum() / y.shape[1])  # each seed's mean loss, independent sums
+            optimizer.step()
+            for member, *per_seed in zip(self.members, logits, y, loss_sums, *flags):
+                member.record_train(*per_seed)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y = batch
+        name = self.members[0].eval_names[dataloader_idx]
+        for member, logits in zip(self.members, self(x, shared=True)):
+            member.record_eval(name, logits, y)
+
+    def on_train_epoch_end(self) -> None:
+        for member in self.members:
+            member.end_epoch(self.current_epoch + 1)
+
+    @torch.no_grad()
+    def unstack(self) -> None:
+        """Copy each seed's trained parameters into its member's net (for feature maps and the like)."""
+        for i, member in enumerate(self.members):
+            member.net.load_state_dict({name: p[i].cpu() for name, p in zip(self.names, self.stacked)})

@@ -1,0 +1,145 @@
+"""Vectorized seeds (``trainer.vectorize_seeds``): N seeds trained at once as one model train each
+seed as if it were alone, and write what sequential runs write.
+
+The sequential side is the real ``fit`` (already checked against a plain loop in
+test_training_path.py); the vectorized side is the real ``fit_seeds`` / multirun.
+"""
+
+import json
+import sys
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+
+from conftest import compose, run_cli
+from overfitlab.data import load_prepared
+from overfitlab.train import fit, fit_seeds, why_not_vectorized
+from test_training_path import FirstStep, first_loss
+
+SEEDS = [0, 1, 2]
+
+
+class StackFirstStep(L.Callback):
+    """Records each seed's initial weights and first minibatch in the vectorized path."""
+
+    def on_train_batch_start(self, trainer, stack, batch, batch_idx):
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            bs = stack.batch_size
+            self.weights = [{n: p[i].detach().clone() for n, p in zip(stack.names, stack.stacked)}
+                            for i in range(len(stack.members))]
+            self.x, self.y = batch[0][:, :bs].clone(), batch[1][:, :bs].clone()
+
+
+# model D without its dropout: a small ConvNet (conv, pool, dense)
+@pytest.mark.parametrize("model", [["model=deep_network"], ["model=mlp_300_100"], ["model=model_d", "model.net.dropout=0"]])
+def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
+    cfgs = [compose("train", [*model, f"seed={s}", "train.epochs=2", "trainer.progress_bar=false",
+                              "trainer.threads=1"]) for s in SEEDS]
+    data = load_prepared(prepared)
+    stack_first = StackFirstStep()
+    together = fit_seeds(cfgs, data, [None] * len(SEEDS), extra_callbacks=[stack_first])
+    assert together[0][2] == f"cpu (1 threads, {len(SEEDS)} seeds vectorized)"
+    for i, cfg in enumerate(cfgs):
+        first = FirstStep()
+        alone, n_params, _ = fit(cfg, data, extra_callbacks=[first])
+        # Same initialization and the same first minibatch as the seed trained alone ...
+        for name, value in first.weights.items():
+            assert torch.equal(stack_first.weights[i][name], value), (cfg.seed, name)
+        assert torch.equal(stack_first.x[i], first.x) and torch.equal(stack_first.y[i], first.y)
+        assert first_loss(alone.net, stack_first.weights[i], stack_first.x[i], stack_first.y[i]) == pytest.approx(
+            first_loss(alone.net, first.weights, first.x, first.y), abs=1e-5)
+        # ... and the same updates: after two epochs (14 Adam steps) the same weights and curves,
+        # up to the order of float sums.
+        module, together_params, _ = together[i]
+        assert together_params == n_params
+        for name, value in alone.net.state_dict().items():
+            assert torch.allclose(module.net.state_dict()[name], value, atol=1e-4), (cfg.seed, name)
+        a, b = pd.DataFrame(module.history), pd.DataFrame(alone.history)
+        assert list(a.columns) == list(b.columns)
+        pd.testing.assert_frame_equal(a.filter(like="loss"), b.filter(like="loss"), check_exact=False, atol=1e-4)
+        assert (a.filter(like="acc") - b.filter(like="acc")).abs().max().max() <= 0.01
+        assert torch.allclose(torch.cat(module.test_predictions), torch.cat(alone.test_predictions), atol=1e-3) \
+            or (torch.cat(module.test_predictions)[:, 1] != torch.cat(alone.test_predictions)[:, 1]).sum() <= 2
+    # The seeds are really different runs.
+    weights = [next(iter(module.net.state_dict().values())) for module, _, _ in together]
+    assert not torch.equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("overrides,reason", [
+    (["model=deep_network"], None),
+    (["model=mlp_300_100"], None),
+    (["model=model_c"], "dropout"),  # model C has dropout: masks would come from another random stream
+    (["model=alexnet", "model.net.dense_width=16"], "dropout"),
+    (["model=alexnet", "model.net.dense_width=16", "model.net.dropout=0"], "batch-norm"),
+    (["model=mlp_300_100", "train.optimizer=sgd", "optimizer=sgd"], None),
+    (["model=mlp_300_100", "trainer.early_stopping.patience=2"], "early stopping"),
+])
+def test_architectures_that_cannot_be_vectorized_say_why(prepared, overrides, reason):
+    why = why_not_vectorized(compose("train", overrides), load_prepared(prepared))
+    assert why == reason if reason is None else reason in why
+
+
+def run_files(project):
+    return {p.relative_to(project / "runs").as_posix() for p in (project / "runs").rglob("*") if p.is_file()}
+
+
+def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(prepared, project):
+    from mlflow.tracking import MlflowClient
+
+    args = [sys.executable, "-m", "overfitlab.train", "-m", "model=model_d", "model.net.dropout=0",
+            "trainer.progress_bar=false"]
+    sequential = run_cli(*args, "trainer.vectorize_seeds=false")
+    assert sequential.returncode == 0, sequential.stderr[-2000:]
+    files = run_files(project)
+    done = {s: json.loads((project / f"runs/fashion_mnist/model_d/seed={s}/done.json").read_text()) for s in (0, 1)}
+    tables = {s: pd.read_csv(project / f"runs/fashion_mnist/model_d/seed={s}/metrics.csv") for s in (0, 1)}
+    (project / "runs").rename(project / "runs_sequential")
+
+    together = run_cli(*args, "trainer.vectorize_seeds=true")
+    assert together.returncode == 0, together.stderr[-2000:]
+    assert together.stderr.count("✓ fashion_mnist model_d") == 2  # both seeds finished in the first job ...
+    assert "= fashion_mnist model_d seed=1: already trained" in together.stderr  # ... the second job skips
+    assert run_files(project) == files  # the same files: metrics, config, predictions, feature maps, done
+    for s in (0, 1):
+        run_dir = project / f"runs/fashion_mnist/model_d/seed={s}"
+        summary = json.loads((run_dir / "done.json").read_text())
+        assert summary["config_hash"] == done[s]["config_hash"]  # the same run identity, so collect keeps it
+        assert summary["device"].endswith("2 seeds vectorized)") and "vectorized" not in done[s]["device"]
+        assert summary.keys() == done[s].keys()
+        table = pd.read_csv(run_dir / "metrics.csv")
+        assert list(table.columns) == list(tables[s].columns) and table.epoch.tolist() == [1, 2]
+        pd.testing.assert_frame_equal(table.filter(like="loss"), tables[s].filter(like="loss"), check_exact=False,
+                                      atol=1e-3)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test-study")
+    parents = sorted((r for r in client.search_runs([experiment.experiment_id])
+                      if r.data.tags.get("overfitlab.kind") == "sweep"), key=lambda r: r.info.start_time)
+    children = [r for r in client.search_runs([experiment.experiment_id])
+                if r.data.tags.get("mlflow.parentRunId") == parents[-1].info.run_id]
+    assert sorted(r.data.tags["seed"] for r in children) == ["0", "1"]
+    assert all(r.info.status == "FINISHED" and "vectorized" in r.data.tags["device"] for r in children)
+    assert [m.step for m in client.get_metric_history(children[0].info.run_id, "test_acc")] == [1, 2]
+
+
+def test_a_command_line_seed_sweep_is_the_group(prepared, project):
+    """`-m seed=1,3` trains seeds 1 and 3 together, not the study's seeds."""
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "seed=1,3",
+                     "trainer.vectorize_seeds=true", "trainer.progress_bar=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (project / "runs/fashion_mnist/model_a").iterdir()) == ["seed=1", "seed=3"]
+    assert "= fashion_mnist model_a seed=3: already trained" in result.stderr
+
+
+def test_a_model_that_cannot_be_vectorized_is_trained_seed_by_seed_and_says_why(prepared, project):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_c",
+                     "trainer.vectorize_seeds=true", "trainer.progress_bar=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.count("trained seed by seed: model model_c has dropout") == 1
+    assert result.stderr.count("✓ fashion_mnist model_c") == 2 and "already trained" not in result.stderr
+
+
+def test_bad_vectorize_value_is_one_line_naming_the_key(prepared, project):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.vectorize_seeds=sometimes")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: trainer.vectorize_seeds")
