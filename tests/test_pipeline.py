@@ -83,8 +83,9 @@ def test_dvc_repro_end_to_end_then_noop_then_resume_then_new_model(repo):
 
 
 def test_interrupted_repro_resumes_without_retraining_finished_seeds(repo):
-    # Six seeds: after the first one finishes, enough work is left that Ctrl-C lands mid-sweep.
-    set_params(repo, study={"models": ["model_d"], "seeds": [0, 1, 2, 3, 4, 5]}, train={"epochs": 3})
+    # Six seeds of 20 epochs: after the first one finishes, seconds of training are left, so the
+    # Ctrl-C lands mid-sweep (with 3 epochs a seed took 0.1 s and the whole rest could slip by).
+    set_params(repo, study={"models": ["model_d"], "seeds": [0, 1, 2, 3, 4, 5]}, train={"epochs": 20})
     proc = subprocess.Popen([DVC, "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     first = repo / "runs/fashion_mnist/model_d/seed=0/done.json"
@@ -103,4 +104,4 @@ def test_interrupted_repro_resumes_without_retraining_finished_seeds(repo):
     assert "model_d seed=0: already trained" in out
     assert done(repo, "model_d", 0)["mlflow_run_id"] == finished
     runs = pd.read_csv(repo / "reports/metrics/runs.csv")
-    assert sorted(runs.seed) == [0, 1, 2, 3, 4, 5] and (runs.epochs == 3).all()
+    assert sorted(runs.seed) == [0, 1, 2, 3, 4, 5] and (runs.epochs == 20).all()
