@@ -86,8 +86,10 @@ def test_interrupted_repro_resumes_without_retraining_finished_seeds(repo):
     # Six seeds of 20 epochs: after the first one finishes, seconds of training are left, so the
     # Ctrl-C lands mid-sweep (with 3 epochs a seed took 0.1 s and the whole rest could slip by).
     set_params(repo, study={"models": ["model_d"], "seeds": [0, 1, 2, 3, 4, 5]}, train={"epochs": 20})
+    # As from a terminal: SIGINT at its default even when the tests themselves run in a background
+    # job (where the shell ignores SIGINT and every child, Python included, would inherit that).
     proc = subprocess.Popen([DVC, "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = repo / "runs/fashion_mnist/model_d/seed=0/done.json"
     deadline = time.time() + 240
     while not first.exists() and time.time() < deadline and proc.poll() is None:
