@@ -153,7 +153,7 @@ def test_collect_looks_for_runs_of_the_controlled_variant(project):
     assert [study.data_label("fashion_mnist", p) for p in study.label_noise] == \
         ["fashion_mnist", "fashion_mnist+labels1"]
     set_params(project, study={"label_noise": [0.0, 1.5]})
-    with pytest.raises(ConfigError, match="study.label_noise has 1.5"):
+    with pytest.raises(ConfigError, match=r"params.yaml: study.label_noise=1.5 must be a fraction from 0 to 1"):
         load_study()
 
 

@@ -80,9 +80,9 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | N
     require(isinstance(label_noise, list) and label_noise,
             f"{params_file}: study.label_noise must be a non-empty list of fractions, e.g. [0.0, 0.5, 1.0]")
     require(len(set(label_noise)) == len(label_noise), f"{params_file}: study.label_noise has duplicates")
+    key = f"{params_file}: study.label_noise" if "label_noise" in study else f"{params_file}: train.label_noise"
     for p in label_noise:
-        check(p, pixels, noise_key=f"{params_file}: study.label_noise has {p!r}; each" if "label_noise" in study
-              else f"{params_file}: train.label_noise")
+        check(p, pixels, noise_key=key)
     return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds),
                  [float(p) for p in label_noise], pixels)
 
