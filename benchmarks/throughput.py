@@ -11,12 +11,15 @@ per-epoch validation/test passes are not counted; the plain loop is written here
     python benchmarks/throughput.py --repeats 5  # more repeats -> steadier medians
     python benchmarks/throughput.py --part seeds # only the multi-seed table
 
-The multi-seed table trains N seeds of one model (``--seed-model``, the deep network) and compares
+The multi-seed table trains N seeds of a model (``--seed-models``, the deep network) and compares
 the total images/s, i.e. seeds per hour, of: the plain loop one seed after another on all threads
 (the reference), the project's vectorized mode (``trainer.vectorize_seeds``, all seeds as one
-model), two single-thread processes side by side (each training its seeds with the plain loop, or
-with the project's path as ``hydra/launcher=joblib hydra.launcher.n_jobs=2`` does), and both (two single-thread processes, each vectorizing half of the seeds). Steady state: start-up
-and the first epoch of each process are not counted.
+model; one row per N of ``--seeds``) and, on a CPU, two single-thread processes side by side (each
+training its seeds with the plain loop, or with the project's path as
+``hydra/launcher=joblib hydra.launcher.n_jobs=2`` does, or vectorizing half of the seeds each).
+Steady state: start-up and the first epoch of each process are not counted. On a GPU:
+
+    python benchmarks/throughput.py --accelerator gpu --seeds 8 32 --seed-models deep_network mlp_300_100
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> float:
     for _ in range(epochs):
         start = time.perf_counter()
         net.train()
-        order = torch.randperm(len(y))
+        order = torch.randperm(len(y), device=device)
         for i in range(0, len(y), batch):
             idx = order[i:i + batch]
             opt.zero_grad(set_to_none=True)
@@ -91,20 +94,24 @@ def _median_epoch_seconds(model: str, batch: int, epochs: int, threads: int, see
     from overfitlab import train as train_stage
     from overfitlab.data import load_prepared
 
+    import torch
+
     seconds: list[float] = []
+
+    def now() -> float:
+        if torch.cuda.is_available():  # GPU work is asynchronous: wait for it before reading the clock
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     class EpochTimer(L.Callback):
         """From an epoch's start to the end of its last training step (evaluation not counted)."""
 
         def on_train_epoch_start(self, trainer, module):
-            self.start = time.perf_counter()
+            self.start = now()
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            self.last = time.perf_counter()
-
-        def on_validation_epoch_start(self, trainer, module):
+        def on_validation_epoch_start(self, trainer, module):  # right after the last training step
             if getattr(self, "start", None) is not None:
-                seconds.append(self.last - self.start)
+                seconds.append(now() - self.start)
                 self.start = None
 
     os.chdir(ROOT)
@@ -168,29 +175,36 @@ def throughput_table(args) -> list[dict]:
 
 def seeds_table(args) -> list[dict]:
     """N seeds of one model: total images/s (= seeds per hour x epoch size x epochs / 3600) of each
-    mechanism vs training them one after another with the plain loop on all threads."""
-    n, half = args.seeds, args.seeds // 2
-    mechanisms = {  # name: (function, its arguments after model and batch, processes)
-        "sequential plain": ("plain", (args.epochs, args.threads), 1),
-        f"vectorized {n} seeds": ("vectorized", (args.epochs, args.threads, n), 1),
-        "2 processes x 1 thread, plain": ("plain", (args.epochs, 1), 2),
-        "2 processes x 1 thread, project (joblib n_jobs=2)": ("project", (args.epochs, 1), 2),
-        f"2 processes x 1 thread, vectorized {half} seeds each": ("vectorized", (args.epochs, 1, half), 2),
-    }
+    mechanism vs training them one after another with the plain loop on all threads.
+
+    On a CPU also two single-thread processes side by side (the joblib launcher's way of using two
+    cores); on a GPU the vectorized mode for each N of ``--seeds`` (the GPU is idle with one small model).
+    """
+    mechanisms = {"sequential plain": ("plain", (args.epochs, args.threads), 1)}  # name: (function, args, processes)
+    for n in args.seeds:
+        mechanisms[f"vectorized {n} seeds"] = ("vectorized", (args.epochs, args.threads, n), 1)
+    if args.accelerator == "cpu":
+        half = max(args.seeds) // 2
+        mechanisms.update({
+            "2 processes x 1 thread, plain": ("plain", (args.epochs, 1), 2),
+            "2 processes x 1 thread, project (joblib n_jobs=2)": ("project", (args.epochs, 1), 2),
+            f"2 processes x 1 thread, vectorized {half} seeds each": ("vectorized", (args.epochs, 1, half), 2),
+        })
     rows = []
-    for batch in args.seed_batches:
-        runs: dict[str, list[float]] = {name: [] for name in mechanisms}
-        for _ in range(args.repeats):
-            for name, (variant, extra, processes) in mechanisms.items():
-                runs[name].append(measure_in_subprocess(variant, args.seed_model, batch, *extra, processes=processes))
-        reference = statistics.median(runs["sequential plain"])
-        for name, values in runs.items():
-            row = {"model": args.seed_model, "batch": batch, "seeds": n, "mechanism": name,
-                   "img_s": statistics.median(values), "speedup": statistics.median(values) / reference,
-                   "all": values}
-            rows.append(row)
-            print(f"{args.seed_model:>14} batch {batch:>4}, {n} seeds, {name:<48} {row['img_s']:7.0f} img/s, "
-                  f"speed-up {row['speedup']:.2f}", flush=True)
+    for model in args.seed_models:
+        for batch in args.seed_batches:
+            runs: dict[str, list[float]] = {name: [] for name in mechanisms}
+            for _ in range(args.repeats):
+                for name, (variant, extra, processes) in mechanisms.items():
+                    runs[name].append(measure_in_subprocess(variant, model, batch, *extra, processes=processes))
+            reference = statistics.median(runs["sequential plain"])
+            for name, values in runs.items():
+                row = {"model": model, "batch": batch, "mechanism": name,
+                       "img_s": statistics.median(values), "speedup": statistics.median(values) / reference,
+                       "all": values}
+                rows.append(row)
+                print(f"{model:>14} batch {batch:>4}, {name:<52} {row['img_s']:8.0f} img/s, "
+                      f"speed-up {row['speedup']:.2f}", flush=True)
     return rows
 
 
@@ -199,14 +213,15 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "throughput", "seeds"], default="all")
     parser.add_argument("--models", nargs="+", default=["deep_network", "mlp_300_100"])
     parser.add_argument("--batches", nargs="+", type=int, default=[20, 128])
-    parser.add_argument("--seed-model", default="deep_network", help="model of the multi-seed table")
+    parser.add_argument("--seed-models", nargs="+", default=["deep_network"], help="models of the multi-seed table")
     parser.add_argument("--seed-batches", nargs="+", type=int, default=[20, 128])
-    parser.add_argument("--seeds", type=int, default=4, help="seeds trained in the multi-seed table")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[4],
+                        help="seeds trained at once in the multi-seed table (several: one row each)")
     parser.add_argument("--epochs", type=int, default=4, help="per measurement; the first is warm-up")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per cell")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
-                        help="gpu: both the plain loop and the project on CUDA (not yet measured here)")
+                        help="gpu: both the plain loop and the project on CUDA")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
     os.environ["BENCH_ACCELERATOR"] = args.accelerator

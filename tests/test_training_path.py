@@ -74,7 +74,7 @@ def test_project_path_matches_a_plain_loop_step_by_step(prepared, model, chunk):
 
 
 def first_loss(net, weights, x, y) -> float:
-    clone = copy.deepcopy(net)
+    clone = copy.deepcopy(net).to(x.device)  # the trained net is back on the CPU, x may be on a GPU
     clone.load_state_dict(weights)
     with torch.no_grad():
         return float(torch.nn.functional.cross_entropy(clone.eval()(x), y))

@@ -40,7 +40,10 @@ def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
     data = load_prepared(prepared)
     stack_first = StackFirstStep()
     together = fit_seeds(cfgs, data, [None] * len(SEEDS), extra_callbacks=[stack_first])
-    assert together[0][2] == f"cpu (1 threads, {len(SEEDS)} seeds vectorized)"
+    # benchmarks/gpu.sh runs this test on a GPU too, which the trainer's accelerator "auto" picks there
+    n = len(SEEDS)
+    assert together[0][2] == (f"cuda:0 ({n} seeds vectorized)" if torch.cuda.is_available()
+                              else f"cpu (1 threads, {n} seeds vectorized)")
     for i, cfg in enumerate(cfgs):
         first = FirstStep()
         alone, n_params, _ = fit(cfg, data, extra_callbacks=[first])
@@ -143,3 +146,21 @@ def test_a_model_that_cannot_be_vectorized_is_trained_seed_by_seed_and_says_why(
 def test_bad_vectorize_value_is_one_line_naming_the_key(prepared, project):
     result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.vectorize_seeds=sometimes")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: trainer.vectorize_seeds")
+
+
+def test_vectorized_seeds_split_the_training_accuracy_by_corrupted_labels_as_alone(prepared):
+    """The randomization control's clean/corrupted training accuracy, summed for all seeds at once."""
+    cfgs = [compose("train", ["model=mlp_300_100", f"seed={s}", "train.epochs=2", "trainer.progress_bar=false",
+                              "trainer.threads=1"]) for s in SEEDS[:2]]
+    data = load_prepared(prepared)
+    corrupted = torch.zeros(len(data.labels["train"]), dtype=torch.bool)
+    corrupted[::3] = True  # which examples count as corrupted; the split must follow it
+    together = fit_seeds(cfgs, data, [None, None], corrupted=corrupted)
+    for (module, _, _), cfg in zip(together, cfgs):
+        alone, _, _ = fit(cfg, data, corrupted=corrupted)
+        a, b = pd.DataFrame(module.history), pd.DataFrame(alone.history)
+        assert list(a.columns) == list(b.columns) and {"train_clean_acc", "train_corrupted_acc"} <= set(a.columns)
+        assert (a.filter(like="train_c") - b.filter(like="train_c")).abs().max().max() <= 0.01
+        n_corrupted = int(corrupted.sum())  # the two subsets make up the whole running accuracy
+        whole = (a.train_clean_acc * (len(corrupted) - n_corrupted) + a.train_corrupted_acc * n_corrupted) / len(corrupted)
+        assert ((whole - a.train_acc).abs() < 1e-9).all()

@@ -193,6 +193,8 @@ class SeedStack(L.LightningModule):
         self.optimizer_factory = optimizer_factory
         self.batch_size = batch_size
         self.loss_fn = nn.CrossEntropyLoss(reduction="none")
+        self._train_sums: dict[str, torch.Tensor] = {}  # this epoch: key -> (seeds, 2) sums, see record_train
+        self._train_examples = 0  # per seed, this epoch
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """Logits (seeds, batch, classes) of x (seeds, batch, ...), or with ``shared`` x (batch, ...) for all."""
@@ -214,8 +216,32 @@ class SeedStack(L.LightningModule):
             optimizer.zero_grad()
             self.manual_backward(loss_sums.sum() / y.shape[1])  # each seed's mean loss, independent sums
             optimizer.step()
-            for member, *per_seed in zip(self.members, logits, y, loss_sums, *flags):
-                member.record_train(*per_seed)
+            self.record_train(logits, y, loss_sums, *flags)
+
+    def record_train(self, logits: torch.Tensor, y: torch.Tensor, loss_sums: torch.Tensor,
+                     corrupted: torch.Tensor | None = None) -> None:
+        """``Classifier.record_train`` for all seeds at once ((seeds, batch) tensors): a few kernels per
+        minibatch instead of a few per seed, which on a GPU would cost more than the step itself."""
+        hit = logits.argmax(2) == y
+        stats = {"train": torch.stack([loss_sums.detach(), hit.sum(1).to(loss_sums.dtype)], 1)}
+        if corrupted is not None:
+            stats["train_clean"] = torch.stack([(hit & ~corrupted).sum(1), (~corrupted).sum(1)], 1)
+            stats["train_corrupted"] = torch.stack([(hit & corrupted).sum(1), corrupted.sum(1)], 1)
+        for key, value in stats.items():
+            self._train_sums[key] = self._train_sums[key] + value if key in self._train_sums else value
+        self._train_examples += y.shape[1]
+
+    def _hand_out_train_sums(self) -> None:
+        """Give each member its row of the stacked training sums, in ``Classifier._sums``' form and first
+        (as if it had recorded them itself, so its metrics keep their order)."""
+        sums, self._train_sums = self._train_sums, {}
+        for i, member in enumerate(self.members):
+            own: dict = {key: value[i] for key, value in sums.items()}
+            if "train" in own:
+                loss, correct = own["train"]
+                own["train"] = [loss, correct, self._train_examples]
+            member._sums = {**own, **member._sums}
+        self._train_examples = 0
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
@@ -224,6 +250,7 @@ class SeedStack(L.LightningModule):
             member.record_eval(name, logits, y)
 
     def on_train_epoch_end(self) -> None:
+        self._hand_out_train_sums()
         for member in self.members:
             member.end_epoch(self.current_epoch + 1)
 

@@ -203,6 +203,13 @@ def _trainer(cfg: DictConfig, extra_callbacks):
     )
 
 
+def _on_device(trainer, data: PreparedDataset, corrupted):
+    """The data (and corrupted-label mask) on the trainer's device, once: on a GPU, batches are then
+    sliced there instead of copied from the host at every step (the caller's copy stays as it is)."""
+    device = trainer.strategy.root_device
+    return data.to(device), (corrupted.to(device) if corrupted is not None else None)
+
+
 def _device(trainer, seeds: int = 1) -> str:
     """Where it trained; on a CPU the thread count (it changes float summation order, hence the last digits)."""
     notes = ([f"{torch.get_num_threads()} threads"] if trainer.strategy.root_device.type == "cpu" else []) \
@@ -220,6 +227,7 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
     _setup_torch(cfg)
     module = _classifier(cfg, data, on_epoch)
     trainer = _trainer(cfg, extra_callbacks)
+    data, corrupted = _on_device(trainer, data, corrupted)
     trainer.fit(module, train_dataloaders=_train_batches(cfg, data, corrupted),
                 val_dataloaders=_eval_batches(cfg, data, module.eval_names))
     require(len(module.history) == cfg.trainer.max_epochs or cfg.trainer.early_stopping.patience,
@@ -242,6 +250,7 @@ def fit_seeds(cfgs: list[DictConfig], data: PreparedDataset, on_epochs: list, ex
     members = [_classifier(c, data, on_epoch) for c, on_epoch in zip(cfgs, on_epochs)]
     stack = SeedStack(members, instantiate(cfg.optimizer), batch_size=cfg.trainer.batch_size)
     trainer = _trainer(cfg, extra_callbacks)
+    data, corrupted = _on_device(trainer, data, corrupted)
     trainer.fit(stack, train_dataloaders=SeedBatches([_train_batches(c, data, corrupted) for c in cfgs]),
                 val_dataloaders=_eval_batches(cfg, data, members[0].eval_names))
     require(all(len(m.history) == cfg.trainer.max_epochs for m in members), "training stopped before the last epoch")
