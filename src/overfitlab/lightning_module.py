@@ -19,7 +19,10 @@ Speed: Lightning's per-step machinery costs about a millisecond, as much as a wh
 step on a CPU. So one Lightning step receives a *chunk* of whole consecutive minibatches (about
 ``trainer.examples_per_step`` examples) and runs their optimizer steps itself (manual
 optimization): the same minibatches in the same order with the same updates as one minibatch per
-step, with the overhead paid once per chunk.
+step, with the overhead paid once per chunk. Inside a chunk each minibatch is stepped with the bare
+torch optimizer and ``loss.backward()``: Lightning's per-call wrappers (hooks, precision plugin,
+profiler) add nothing in the plain 32-bit, one-device training the trainer is built for
+(``train._trainer``) but cost a small model's step again (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -88,12 +91,12 @@ class Classifier(L.LightningModule):
         self._sums[key] = self._sums[key] + stats if key in self._sums else stats
 
     def training_step(self, chunk, chunk_idx):
-        optimizer = self.optimizers()
+        optimizer = self.optimizers().optimizer  # the bare torch optimizer (module docstring)
         for x, y, *flags in zip(*(t.split(self.batch_size) for t in chunk)):
             logits = self.net(x)
             loss_sum = self.loss_fn(logits, y)
             optimizer.zero_grad()
-            self.manual_backward(loss_sum / len(y))
+            (loss_sum / len(y)).backward()
             optimizer.step()
             self.record_train(logits, y, loss_sum, *flags)
 
@@ -209,12 +212,12 @@ class SeedStack(L.LightningModule):
         return self.optimizer_factory(self.parameters())
 
     def training_step(self, chunk, chunk_idx):
-        optimizer = self.optimizers()
+        optimizer = self.optimizers().optimizer  # the bare torch optimizer, as in Classifier
         for x, y, *flags in zip(*(t.split(self.batch_size, dim=1) for t in chunk)):
             logits = self(x)
             loss_sums = self.loss_fn(logits.flatten(0, 1), y.flatten()).view(y.shape).sum(1)
             optimizer.zero_grad()
-            self.manual_backward(loss_sums.sum() / y.shape[1])  # each seed's mean loss, independent sums
+            (loss_sums.sum() / y.shape[1]).backward()  # each seed's mean loss, independent sums
             optimizer.step()
             self.record_train(logits, y, loss_sums, *flags)
 

@@ -187,20 +187,27 @@ def _setup_torch(cfg: DictConfig) -> None:
     _quiet_lightning()
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
     torch.set_num_threads(int(cfg.trainer.threads or threads_per_run(_current_launcher())))
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.allow_tf32)
 
 
 def _trainer(cfg: DictConfig, extra_callbacks):
     import lightning as L
     from lightning.pytorch.callbacks import RichProgressBar
 
-    return L.Trainer(
+    trainer = L.Trainer(
         max_epochs=cfg.trainer.max_epochs, accelerator=cfg.trainer.accelerator, devices=1,
+        precision="32-true",  # what the bare optimizer steps in lightning_module.py assume
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         num_sanity_val_steps=0, deterministic=True,
         enable_progress_bar=bool(cfg.trainer.progress_bar),
         callbacks=([RichProgressBar(refresh_rate=10, leave=False)] if cfg.trainer.progress_bar else [])
         + list(extra_callbacks),
     )
+    # deterministic=True also fills every new tensor with NaN (a fill kernel per allocation on a GPU):
+    # a debugging aid for reads of unwritten memory, which correct code does not do; the numbers
+    # stay bit-identical without it (tests/test_training_path.py, test_train.py).
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    return trainer
 
 
 def _on_device(trainer, data: PreparedDataset, corrupted):
