@@ -159,8 +159,8 @@ def throughput_table(args) -> list[dict]:
     for model in args.models:
         for batch in args.batches:
             runs = {"plain": [], "project": []}
-            for _ in range(args.repeats):  # alternate, so drifts of a noisy machine hit both
-                for variant in runs:
+            for repeat in range(args.repeats):  # alternate A B, B A, ...: drifts of a noisy machine hit both
+                for variant in (list(runs) if repeat % 2 == 0 else list(runs)[::-1]):
                     runs[variant].append(measure_in_subprocess(variant, model, batch, args.epochs, args.threads))
             row = {"model": model, "batch": batch,
                    "plain_img_s": statistics.median(runs["plain"]),
@@ -194,8 +194,9 @@ def seeds_table(args) -> list[dict]:
     for model in args.seed_models:
         for batch in args.seed_batches:
             runs: dict[str, list[float]] = {name: [] for name in mechanisms}
-            for _ in range(args.repeats):
-                for name, (variant, extra, processes) in mechanisms.items():
+            for repeat in range(args.repeats):  # alternating the order, as in throughput_table
+                for name in (list(mechanisms) if repeat % 2 == 0 else list(mechanisms)[::-1]):
+                    variant, extra, processes = mechanisms[name]
                     runs[name].append(measure_in_subprocess(variant, model, batch, *extra, processes=processes))
             reference = statistics.median(runs["sequential plain"])
             for name, values in runs.items():
