@@ -194,3 +194,18 @@ def test_hyperparameter_search_scores_trials_on_validation_and_writes_the_best(p
     experiment = client.get_experiment_by_name("test-study-search")
     children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 3
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, tf32):
+    """Deterministic kernels stay on (same seed, same numbers) without NaN-filling every new tensor
+    (a kernel per allocation on a GPU); trainer.allow_tf32 reaches both cuDNN and cuBLAS."""
+    from overfitlab.train import _setup_torch, _trainer
+
+    cfg = compose("train", [f"trainer.allow_tf32={tf32}", "trainer.progress_bar=false"])
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
+    _setup_torch(cfg)
+    _trainer(cfg, [])
+    assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
