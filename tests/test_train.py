@@ -209,3 +209,10 @@ def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, 
     assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.utils.deterministic.fill_uninitialized_memory is False
+
+
+def test_bad_allow_tf32_value_is_one_line_naming_the_key(prepared, project):
+    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.allow_tf32=sometimes")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: trainer.allow_tf32='sometimes'; allowed: true, false"
+    assert not (project / "runs").exists()

@@ -71,6 +71,8 @@ def validate(cfg: DictConfig) -> None:
     vectorize = cfg.trainer.vectorize_seeds
     require(isinstance(vectorize, bool) or vectorize == "auto",
             f"trainer.vectorize_seeds={vectorize!r}; allowed: auto, true, false")
+    require(isinstance(cfg.trainer.allow_tf32, bool),
+            f"trainer.allow_tf32={cfg.trainer.allow_tf32!r}; allowed: true, false")
     require(_positive_int(cfg.trainer.eval_batch_size),
             f"trainer.eval_batch_size={cfg.trainer.eval_batch_size!r} must be a positive integer")
     lr = cfg.optimizer.get("lr")
