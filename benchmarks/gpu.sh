@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks and measurements in one go, on a machine with a CUDA GPU (benchmarks/README.md):
-#   bash benchmarks/gpu.sh [OUT_DIR]     # default benchmarks/; ~7 min on an H100/H200
+#   bash benchmarks/gpu.sh [OUT_DIR]     # default benchmarks/; ~10 min on an H100/H200
 # 1. correctness on the GPU: N seeds trained at once as one vectorized model vs each seed alone
 # 2. throughput of the project's path vs a plain loop on the GPU, one seed
 # 3. seeds per hour: N seeds at once (vectorized) vs one after another with the plain loop
+# 4. (2) again with the plain loop under the project's numerics (deterministic kernels, no TF32)
 set -uo pipefail
 out=${1:-benchmarks}
 python=${PYTHON:-python3}
@@ -18,4 +19,6 @@ export PYTHONUNBUFFERED=1
     --repeats 2 --epochs 4 --out "$out/results_gpu_seeds.json" || status=1
 "$python" benchmarks/throughput.py --accelerator gpu --part throughput --repeats 2 --epochs 4 \
     --out "$out/results_gpu.json" || status=1
+"$python" benchmarks/throughput.py --accelerator gpu --part throughput --repeats 1 --epochs 4 --plain-numerics project \
+    --out "$out/results_gpu_plain_project_numerics.json" || status=1
 exit $status

@@ -10,6 +10,8 @@ per-epoch validation/test passes are not counted; the plain loop is written here
     python benchmarks/throughput.py              # both tables + ratios, writes benchmarks/results.json
     python benchmarks/throughput.py --repeats 5  # more repeats -> steadier medians
     python benchmarks/throughput.py --part seeds # only the multi-seed table
+    python benchmarks/throughput.py --plain-numerics project  # plain loop with the project's
+                                                 # deterministic kernels and no TF32 (matters on a GPU)
 
 The multi-seed table trains N seeds of a model (``--seed-models``, the deep network) and compares
 the total images/s, i.e. seeds per hour, of: the plain loop one seed after another on all threads
@@ -61,6 +63,11 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> float:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    if os.environ.get("BENCH_PLAIN_NUMERICS") == "project":  # --plain-numerics project
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     device = torch.device("cuda" if os.environ.get("BENCH_ACCELERATOR") == "gpu" else "cpu")
     data = load_prepared(os.environ["BENCH_DATA"])
     net = instantiate(OmegaConf.load(ROOT / "conf/model" / f"{model}.yaml").net,
@@ -223,9 +230,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
                         help="gpu: both the plain loop and the project on CUDA")
+    parser.add_argument("--plain-numerics", choices=["torch", "project"], default="torch",
+                        help="the plain loop with torch's defaults, or with the numerics the project pins "
+                             "(deterministic kernels, no TF32: what a GPU run pays for reproducibility)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     args = parser.parse_args()
     os.environ["BENCH_ACCELERATOR"] = args.accelerator
+    os.environ["BENCH_PLAIN_NUMERICS"] = args.plain_numerics
 
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,7 +256,8 @@ def main() -> None:
     machine = {"cpu": cpu, "cores": os.cpu_count(),
                "threads": args.threads, "torch": torch.__version__, "python": platform.python_version()}
     Path(args.out).write_text(json.dumps({"machine": machine, "n_train": N_TRAIN, "epochs": args.epochs,
-                                          "repeats": args.repeats, **results}, indent=2) + "\n")
+                                          "repeats": args.repeats,
+                                          "plain_numerics": args.plain_numerics, **results}, indent=2) + "\n")
     print(f"written {args.out}")
 
 

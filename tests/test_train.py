@@ -1,6 +1,7 @@
 """Stage train: per-epoch metrics on train/val/test, reproducibility, resume, MLflow, bad input."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -197,15 +198,18 @@ def test_hyperparameter_search_scores_trials_on_validation_and_writes_the_best(p
 
 
 @pytest.mark.parametrize("tf32", [True, False])
-def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, tf32):
+def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, tf32, monkeypatch):
     """Deterministic kernels stay on (same seed, same numbers) without NaN-filling every new tensor
-    (a kernel per allocation on a GPU); trainer.allow_tf32 reaches both cuDNN and cuBLAS."""
+    (a kernel per allocation on a GPU); trainer.allow_tf32 reaches both cuDNN and cuBLAS; Lightning's
+    NVML-based CUDA check (a slow ``torch.cuda.is_available()`` inside every optimizer step) is off."""
     from overfitlab.train import _setup_torch, _trainer
 
     cfg = compose("train", [f"trainer.allow_tf32={tf32}", "trainer.progress_bar=false"])
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what importing Lightning does
     _setup_torch(cfg)
     _trainer(cfg, [])
+    assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
     assert torch.backends.cudnn.allow_tf32 is tf32 and torch.backends.cuda.matmul.allow_tf32 is tf32
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.utils.deterministic.fill_uninitialized_memory is False

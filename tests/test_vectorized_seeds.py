@@ -57,11 +57,23 @@ def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
         # up to the order of float sums.
         module, together_params, _ = together[i]
         assert together_params == n_params
-        for name, value in alone.net.state_dict().items():
-            assert torch.allclose(module.net.state_dict()[name], value, atol=1e-4), (cfg.seed, name)
+        trained, alone_trained = module.net.state_dict(), alone.net.state_dict()
+        if torch.cuda.is_available():
+            # cuDNN runs a vmapped (grouped) convolution with other kernels than one seed's, summing in
+            # another order, and Adam's normalized steps carry such differences on (after 14 steps on
+            # an H200: ~1e-4 per weight, 1.2 % of how far the deep network's first convolution moved,
+            # up to ~1e-3 in a bias whose gradients are near zero). So on a GPU: the whole net's
+            # deviation is small next to how far training moved it, which a wrong start or order would not be.
+            deviation = torch.cat([(trained[n] - v).flatten() for n, v in alone_trained.items()]).norm()
+            moved = torch.cat([(v - first.weights[n].to(v.device)).flatten() for n, v in alone_trained.items()]).norm()
+            assert deviation <= 0.02 * moved, (cfg.seed, float(deviation / moved))
+        else:
+            for name, value in alone_trained.items():
+                assert torch.allclose(trained[name], value, atol=1e-4), (cfg.seed, name)
         a, b = pd.DataFrame(module.history), pd.DataFrame(alone.history)
         assert list(a.columns) == list(b.columns)
-        pd.testing.assert_frame_equal(a.filter(like="loss"), b.filter(like="loss"), check_exact=False, atol=1e-4)
+        pd.testing.assert_frame_equal(a.filter(like="loss"), b.filter(like="loss"), check_exact=False,
+                                      atol=1e-4, rtol=1e-3 if torch.cuda.is_available() else 1e-5)
         assert (a.filter(like="acc") - b.filter(like="acc")).abs().max().max() <= 0.01
         assert torch.allclose(torch.cat(module.test_predictions), torch.cat(alone.test_predictions), atol=1e-3) \
             or (torch.cat(module.test_predictions)[:, 1] != torch.cat(alone.test_predictions)[:, 1]).sum() <= 2

@@ -93,18 +93,19 @@ class Classifier(L.LightningModule):
     def training_step(self, chunk, chunk_idx):
         optimizer = self.optimizers().optimizer  # the bare torch optimizer (module docstring)
         images, labels, *flags = chunk
-        logits_seen, loss_sums = [], []
+        logits_seen, mean_losses = [], []
         for x, y in zip(images.split(self.batch_size), labels.split(self.batch_size)):
             logits = self.net(x)
-            loss_sum = self.loss_fn(logits, y)
+            loss = nn.functional.cross_entropy(logits, y)  # the minibatch mean, as a plain loop steps on
             optimizer.zero_grad()
-            (loss_sum / len(y)).backward()
+            loss.backward()
             optimizer.step()
             logits_seen.append(logits.detach())
-            loss_sums.append(loss_sum.detach())
+            mean_losses.append(loss.detach())
         # The metrics of the chunk's minibatches in one go: a handful of small ops per minibatch
         # cost a small model ~10 % of its step on a CPU (benchmarks/README.md).
-        self.record_train(torch.cat(logits_seen), labels, torch.stack(loss_sums).sum(), *flags)
+        sizes = torch.tensor([len(y) for y in labels.split(self.batch_size)], dtype=loss.dtype, device=loss.device)
+        self.record_train(torch.cat(logits_seen), labels, torch.stack(mean_losses) @ sizes, *flags)
 
     def record_train(self, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor,
                      corrupted: torch.Tensor | None = None) -> None:

@@ -186,7 +186,15 @@ def _train_batches(cfg: DictConfig, data: PreparedDataset, corrupted) -> TensorB
 
 
 def _setup_torch(cfg: DictConfig) -> None:
+    import lightning  # noqa: F401  (imported here first: it sets the variable dropped below)
+
     _quiet_lightning()
+    # Importing Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (so that forked DataLoader workers
+    # find CUDA uninitialized). With it every torch.cuda.is_available() queries NVML again (~40 us
+    # instead of ~1 us on the CPU machine), and torch's optimizers ask on every step: +150 us per
+    # Adam step, ~12 % of a small model's step (benchmarks/README.md). Runs here never fork a
+    # process that uses CUDA (batches are sliced in-process; the joblib launcher starts fresh ones).
+    os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
     torch.set_num_threads(int(cfg.trainer.threads or threads_per_run(_current_launcher())))
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.allow_tf32)
