@@ -104,8 +104,9 @@ class Classifier(L.LightningModule):
             mean_losses.append(loss.detach())
         # The metrics of the chunk's minibatches in one go: a handful of small ops per minibatch
         # cost a small model ~10 % of its step on a CPU (benchmarks/README.md).
-        sizes = torch.tensor([len(y) for y in labels.split(self.batch_size)], dtype=loss.dtype, device=loss.device)
-        self.record_train(torch.cat(logits_seen), labels, torch.stack(mean_losses) @ sizes, *flags)
+        means = torch.stack(mean_losses)
+        loss_sum = means[:-1].sum() * self.batch_size + means[-1] * len(y)  # only the last can be short
+        self.record_train(torch.cat(logits_seen), labels, loss_sum, *flags)
 
     def record_train(self, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor,
                      corrupted: torch.Tensor | None = None) -> None:
