@@ -9,7 +9,7 @@ per-epoch validation/test passes are not counted; the plain loop is written here
 
     python benchmarks/throughput.py              # both tables + ratios, writes benchmarks/results.json
     python benchmarks/throughput.py --repeats 5  # more repeats -> steadier medians
-    python benchmarks/throughput.py --part seeds # only the multi-seed table
+    python benchmarks/throughput.py --part seeds # only the multi-seed table (writes results_seeds.json)
     python benchmarks/throughput.py --plain-numerics project  # plain loop with the project's
                                                  # deterministic kernels and no TF32 (matters on a GPU)
 
@@ -233,8 +233,9 @@ def main() -> None:
     parser.add_argument("--plain-numerics", choices=["torch", "project"], default="torch",
                         help="the plain loop with torch's defaults, or with the numerics the project pins "
                              "(deterministic kernels, no TF32: what a GPU run pays for reproducibility)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    parser.add_argument("--out", help="default: benchmarks/results.json, or results_seeds.json for --part seeds")
     args = parser.parse_args()
+    args.out = args.out or str(ROOT / "benchmarks" / ("results_seeds.json" if args.part == "seeds" else "results.json"))
     os.environ["BENCH_ACCELERATOR"] = args.accelerator
     os.environ["BENCH_PLAIN_NUMERICS"] = args.plain_numerics
 
