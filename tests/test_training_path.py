@@ -36,7 +36,7 @@ def plain_epoch(cfg, data, seed):
     net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
                       num_classes=data.num_classes)
     init = copy.deepcopy(net.state_dict())
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
+    opt = instantiate(cfg.optimizer)(net.parameters())  # the study's optimizer (Adam, fused), built by hand
     x, y = data.images["train"], data.labels["train"]
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     first, total = None, 0.0
