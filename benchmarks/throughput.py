@@ -307,9 +307,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[4],
                         help="seeds trained at once in the multi-seed table (several: one row each)")
     parser.add_argument("--epochs", type=int, help="per process, the first is warm-up; default: enough for "
-                        "--timed-seconds in the throughput table, 4 in the seeds table")
+                        "--timed-seconds in the throughput and paired tables, 4 in the seeds table")
     parser.add_argument("--timed-seconds", type=float, default=3.0,
-                        help="throughput table: timed training per process when --epochs is not given")
+                        help="throughput and paired tables: timed training per process when --epochs is not given")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per cell")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
@@ -320,7 +320,7 @@ def main() -> None:
     parser.add_argument("--plain-optimizer", choices=["torch", "project"], default="torch",
                         help="the plain loop's Adam: torch's default implementation, or with the options "
                              "conf/optimizer/adam.yaml sets (fused): the project's path without its optimizer's gain")
-    parser.add_argument("--out", help="default: benchmarks/results.json, or results_seeds.json for --part seeds")
+    parser.add_argument("--out", help="default: benchmarks/results[_seeds|_paired][_plain_project_optimizer].json")
     args = parser.parse_args()
     default_name = "results" + (f"_{args.part}" if args.part in ("seeds", "paired") else "") + \
         ("_plain_project_optimizer" if args.plain_optimizer == "project" else "") + ".json"
