@@ -66,7 +66,7 @@ def plain_epoch_trainer(model: str, batch: int, threads: int):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from overfitlab.data import load_prepared
+    from overfitlab.data.datasets import load_prepared
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -120,7 +120,7 @@ def _epoch_seconds(model: str, batch: int, epochs: int, threads: int, seeds: int
 
     import overfitlab  # noqa: F401
     from overfitlab import train as train_stage
-    from overfitlab.data import load_prepared
+    from overfitlab.data.datasets import load_prepared
 
     import torch
 

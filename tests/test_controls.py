@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import compose, run_cli
-from overfitlab.controls import apply_controls, control_tag, corrupt_labels
-from overfitlab.lightning_module import ECE_BINS, calibration_counts, expected_calibration_error
+from overfitlab.data.controls import apply_controls, control_tag, corrupt_labels
+from overfitlab.training.module import ECE_BINS, calibration_counts, expected_calibration_error
 
 
 def splits(n=40, classes=4):

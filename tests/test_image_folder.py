@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import IMAGE_FOLDER_BAD, compose, field, image_folder_overrides, messy_folder, run_cli, save_image
-from overfitlab import image_folder
-from overfitlab.data import load_prepared
+from overfitlab.data import image_folder
+from overfitlab.data.datasets import load_prepared
 from overfitlab.prepare import prepare
 
 

@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from overfitlab.models import DeepNetwork, count_parameters, pool_fits
+from overfitlab.training.models import DeepNetwork, count_parameters, pool_fits
 
 MODEL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
 
@@ -46,7 +46,7 @@ def test_pool_rule():
 
 
 def test_feature_maps_are_every_convolution_call_in_order():
-    from overfitlab.models import MLP, DeepNetwork, conv_feature_maps
+    from overfitlab.training.models import MLP, DeepNetwork, conv_feature_maps
 
     torch.manual_seed(0)
     net = DeepNetwork(in_channels=1, image_size=28, num_classes=10).train()

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import compose, run_cli, set_params
-from overfitlab.data import load_prepared
-from overfitlab.prepare import prepare, stratified_sample
+from overfitlab.data.datasets import load_prepared
+from overfitlab.data.splits import stratified_sample
+from overfitlab.prepare import prepare
 
 
 def test_prepare_writes_splits_manifest_and_meta(prepared):

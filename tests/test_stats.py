@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from overfitlab.stats import bootstrap_ci, mann_whitney, pairwise, smallest_p
+from overfitlab.analysis.stats import bootstrap_ci, mann_whitney, pairwise, smallest_p
 
 
 def test_mann_whitney_separated_groups_with_few_and_enough_seeds():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import compose, run_cli
-from overfitlab.data import TensorBatches
+from overfitlab.training.batches import TensorBatches
 from overfitlab.train import train
 
 
@@ -165,7 +165,7 @@ def test_training_without_prepared_data_says_what_to_run(project):
 def test_early_stopping_watches_only_the_validation_metric():
     from types import SimpleNamespace
 
-    from overfitlab.lightning_module import StopWhenValidationStalls
+    from overfitlab.training.module import StopWhenValidationStalls
 
     module = SimpleNamespace(trainer=SimpleNamespace(should_stop=False))
     stop = StopWhenValidationStalls(module, "val_acc", patience=2, mode="max")

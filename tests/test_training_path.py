@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose
-from overfitlab.data import load_prepared
+from overfitlab.data.datasets import load_prepared
 from overfitlab.train import fit, threads_per_run
 
 

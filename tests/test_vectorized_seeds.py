@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import compose, run_cli
-from overfitlab.data import load_prepared
+from overfitlab.data.datasets import load_prepared
 from overfitlab.train import fit, fit_seeds, why_not_vectorized
 from test_training_path import FirstStep, first_loss
 

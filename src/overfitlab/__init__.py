@@ -23,9 +23,15 @@ def _sweep_list(values, key: str = "study.seeds", default=None) -> str:
 
 # Registered at import so every entry point (and the tests' compose calls) can resolve conf/.
 def _control_tag(label_noise, pixels) -> str:
-    from .controls import control_tag
+    from .data.controls import control_tag
 
     return control_tag(label_noise, pixels)
+
+
+def _run_dir(runs_root, data_label, model, seed) -> str:
+    from .runs import run_dir
+
+    return str(run_dir(runs_root, data_label, model, seed))
 
 
 def _repeat(value, times) -> list:
@@ -37,3 +43,4 @@ if not OmegaConf.has_resolver("sweep"):
     OmegaConf.register_new_resolver("sweep", _sweep_list)
     OmegaConf.register_new_resolver("control_tag", _control_tag)
     OmegaConf.register_new_resolver("repeat", _repeat)
+    OmegaConf.register_new_resolver("run_dir", _run_dir)

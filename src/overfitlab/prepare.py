@@ -17,22 +17,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from . import image_folder
-from .data import RawDataset, load_raw
+from .data import image_folder
+from .data.datasets import RawDataset, load_raw
+from .data.splits import stratified_sample
 from .errors import exit_on_config_error, require
 from .files import atomic_directory, atomic_write_json, sha256_files
 from .study import conf_dir, preflight
-
-
-def stratified_sample(labels: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` indices from ``pool`` with class proportions kept (largest remainders), sorted."""
-    classes, counts = np.unique(labels[pool], return_counts=True)
-    exact = counts * size / counts.sum()
-    take = np.floor(exact).astype(int)
-    order = np.argsort(-(exact - take), kind="stable")
-    take[order[: size - take.sum()]] += 1
-    chosen = [rng.permutation(pool[labels[pool] == c])[:k] for c, k in zip(classes, take)]
-    return np.sort(np.concatenate(chosen))
 
 
 def _check_size(key: str, value, available: int, allow_null: bool = True) -> int:

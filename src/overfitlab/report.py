@@ -21,7 +21,7 @@ import pandas as pd
 from .collect import extra_test_sets
 from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_text
-from .stats import bootstrap_ci, pairwise
+from .analysis.stats import bootstrap_ci, pairwise
 
 BAND_LEVEL = 0.95
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .controls import check, control_tag
+from .data.controls import check, control_tag
 from .errors import ConfigError, exit_on_config_error, require
 
 

@@ -34,11 +34,12 @@ import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from . import controls
-from .data import PreparedDataset, SeedBatches, TensorBatches, load_prepared
+from .data import controls
+from .data.datasets import PreparedDataset, load_prepared
+from .training.batches import SeedBatches, TensorBatches
 from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
-from .models import conv_feature_maps, count_parameters
+from .training.models import conv_feature_maps, count_parameters
 from .study import conf_dir, preflight
 
 # The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
@@ -155,7 +156,7 @@ def _classifier(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
     import lightning as L
     from hydra.utils import instantiate
 
-    from .lightning_module import Classifier, StopWhenValidationStalls
+    from .training.module import Classifier, StopWhenValidationStalls
 
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
     net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
@@ -260,7 +261,7 @@ def fit_seeds(cfgs: list[DictConfig], data: PreparedDataset, on_epochs: list, ex
     """
     from hydra.utils import instantiate
 
-    from .lightning_module import SeedStack
+    from .training.module import SeedStack
 
     cfg = cfgs[0]
     _setup_torch(cfg)

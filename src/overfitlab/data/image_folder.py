@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from .errors import ConfigError, require
+from ..errors import ConfigError, require
+from .splits import stratified_sample
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luminance, as PIL's convert("L")
 FLIPS = {"horizontal": -1, "vertical": -2}  # flipped axis of a (C, H, W) tile
@@ -437,8 +438,6 @@ def leakage_check(hashes: pd.Series, splits: pd.Series) -> dict:
 
 def _cap(frame: pd.DataFrame, size, key: str, rng: np.random.Generator) -> pd.DataFrame:
     """At most ``size`` tiles (stratified by class; whole tiles, before augmenting); null = all."""
-    from .prepare import stratified_sample
-
     if size is None or size >= len(frame):
         return frame
     require(isinstance(size, int) and not isinstance(size, bool) and size >= 1,

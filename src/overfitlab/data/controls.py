@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import require
+from ..errors import require
 
 PIXEL_CONTROLS = ("none", "shuffled", "random", "gaussian")
 

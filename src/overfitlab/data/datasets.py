@@ -1,4 +1,4 @@
-"""Datasets: find and load the raw images (torchvision), and serve prepared splits as batches.
+"""Datasets: find and load the raw images (torchvision), and read the splits ``prepare`` wrote.
 
 Raw images are returned as uint8 arrays shaped (N, C, H, W) with int64 labels; the prepared
 splits written by ``prepare`` use the same layout in ``.npy`` files.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -136,50 +136,3 @@ def load_prepared(directory: str | Path) -> PreparedDataset:
         images[split] = torch.from_numpy(np.load(directory / f"{split}_images.npy")).float().div_(255.0)
         labels[split] = torch.from_numpy(np.load(directory / f"{split}_labels.npy"))
     return PreparedDataset(images, labels, meta)
-
-
-class TensorBatches:
-    """Whole batches sliced from in-memory tensors: no per-sample ``__getitem__`` or collate.
-
-    With ``shuffle`` a fresh permutation is drawn each epoch from a generator seeded once, so
-    the data order is fixed by the seed and differs between epochs. With ``flags`` (one bool
-    per example, e.g. "label corrupted") batches are (images, labels, flags).
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, flags: torch.Tensor | None = None):
-        self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
-        self.tensors = (images, labels) if flags is None else (images, labels, flags)
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
-
-    def __iter__(self):
-        n = len(self.labels)
-        # Drawn on the CPU whatever the device, so a seed's data order is the same on a GPU.
-        order = torch.randperm(n, generator=self.generator).to(self.labels.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            if order is None:
-                yield tuple(t[start:start + self.batch_size] for t in self.tensors)
-            else:
-                idx = order[start:start + self.batch_size]
-                yield tuple(t[idx] for t in self.tensors)
-
-
-class SeedBatches:
-    """Several seeds' training batches at once: batch i stacks every seed's own batch i.
-
-    Each loader keeps its seed's order (a ``TensorBatches`` seeded as in a run of that seed alone);
-    all have the same length and batch sizes, so the result is (seeds, batch, ...) per tensor.
-    """
-
-    def __init__(self, loaders: list[TensorBatches]):
-        self.loaders = loaders
-
-    def __len__(self) -> int:
-        return len(self.loaders[0])
-
-    def __iter__(self):
-        for batches in zip(*self.loaders):
-            yield tuple(torch.stack(parts) for parts in zip(*batches))

@@ -6,7 +6,7 @@ phantom, a notes file and one truncated PNG. With one field per class the split 
 (conf/dataset/textures.yaml). ``textures_shifted/`` is a second test set: each field's test band
 (the rightmost 20 %) re-acquired darker and noisier, 12-bit data in 16-bit TIFFs (a distribution shift).
 
-    python -m overfitlab.demo_textures            # -> data/raw/textures/, data/raw/textures_shifted/
+    python -m overfitlab.data.demo_textures            # -> data/raw/textures/, data/raw/textures_shifted/
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_directory
+from ..files import atomic_directory
 
 CLASSES = ("brick", "grass", "gravel")  # files shipped inside scikit-image (no download)
 TEST_BAND = 0.2  # the test fraction of conf/dataset/textures.yaml's region split

@@ -1,0 +1,1 @@
+"""The data side: raw datasets, image folders, splits, randomization controls (stage ``prepare``)."""

@@ -1,0 +1,87 @@
+"""The run record: one home for what a run is on disk.
+
+A run is keyed by (data label, model, seed) and the hash of everything that defines its numbers
+(``identity``). Its directory is ``<runs root>/<data label>/<model>/seed=<n>/`` (``run_dir``: the
+only place that spells it; ``conf/train.yaml`` reaches it through the ``run_dir`` resolver). It is
+complete only once ``done.json`` exists (written last) and names the current config hash. Its
+``metrics.csv`` has one row per epoch with the columns ``metric_columns`` orders: every column
+the module produced is kept, known ones first, so a new metric is never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .files import atomic_write_json, sha256_files, sha256_json
+
+DONE = "done.json"
+METRICS = "metrics.csv"
+CONFIG = "config.yaml"
+PREDICTIONS = "test_predictions.npy"
+FEATURE_MAPS = "feature_maps.npz"
+TRAIN_LABELS = "train_labels.csv"
+
+KEY_COLUMNS = ["dataset", "model", "seed", "epoch"]
+# Known metrics in the order a table shows them; any other column follows, sorted.
+METRIC_ORDER = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
+                "train_clean_acc", "train_corrupted_acc",
+                "val_loss", "val_acc", "test_loss", "test_acc", "test_conf_wrong", "test_ece"]
+
+PACKAGE = Path(__file__).resolve().parent
+# The source files whose content decides a run's numbers (the train stage's code deps in dvc.yaml
+# are checked against what it imports: tests/test_stage_deps.py).
+TRAINING_CODE = ["__init__.py", "train.py", "runs.py", "training", "data/datasets.py", "data/controls.py"]
+
+
+def run_dir(runs_root: str | Path, data_label: str, model: str, seed: int) -> Path:
+    """``<runs_root>/<data label>/<model>/seed=<n>``: where a run's files live."""
+    return Path(runs_root) / data_label / model / f"seed={int(seed)}"
+
+
+def metric_columns(columns) -> list[str]:
+    """Key columns, the known metrics in their order, then every other column (sorted): none dropped."""
+    present = list(columns)
+    known = [c for c in METRIC_ORDER if c in present]
+    return [c for c in KEY_COLUMNS if c in present] + known + sorted(
+        c for c in present if c not in KEY_COLUMNS and c not in known)
+
+
+def training_code_files() -> list[Path]:
+    files = []
+    for entry in TRAINING_CODE:
+        path = PACKAGE / entry
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def training_code_hash() -> str:
+    """One hash over the training code (file paths relative to the package, and bytes)."""
+    digest = hashlib.sha256()
+    for path in training_code_files():
+        digest.update(str(path.relative_to(PACKAGE)).encode())
+        digest.update(sha256_files([path]).encode())
+    return digest.hexdigest()[:16]
+
+
+def config_hash(identity: dict) -> str:
+    return sha256_json(identity)[:12]
+
+
+def read_done(directory: str | Path) -> dict | None:
+    """The run's ``done.json`` (None if missing or unreadable: the run is not complete)."""
+    try:
+        return json.loads((Path(directory) / DONE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_complete(directory: str | Path, expected_hash: str | None = None) -> bool:
+    done = read_done(directory)
+    return done is not None and (expected_hash is None or done.get("config_hash") == expected_hash)
+
+
+def write_done(directory: str | Path, summary: dict) -> None:
+    """Written last, atomically: from now on the run counts as complete."""
+    atomic_write_json(Path(directory) / DONE, summary)
