@@ -3,7 +3,7 @@
 Each (variant, model, batch size) runs in its own process, one after the other, on the same
 in-memory data (28x28x1, 10 classes, like Fashion-MNIST; content does not change speed), with
 the same optimizer (Adam) and thread count. The project's number is measured inside its real
-path (``overfitlab.train.fit``: Lightning Trainer, TensorBatches, on-device metric sums, progress
+path (``overfitlab.training.fitting.fit``: Lightning Trainer, TensorBatches, on-device metric sums, progress
 bar) from the start of each training epoch to the end of its last training step, so the
 per-epoch validation/test passes are not counted; the plain loop is written here.
 
@@ -119,7 +119,7 @@ def _epoch_seconds(model: str, batch: int, epochs: int, threads: int, seeds: int
     from hydra import compose, initialize_config_dir
 
     import overfitlab  # noqa: F401
-    from overfitlab import train as train_stage
+    from overfitlab.training import fitting as train_stage
     from overfitlab.data.datasets import load_prepared
 
     import torch

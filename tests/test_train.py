@@ -202,7 +202,8 @@ def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, 
     """Deterministic kernels stay on (same seed, same numbers) without NaN-filling every new tensor
     (a kernel per allocation on a GPU); trainer.allow_tf32 reaches both cuDNN and cuBLAS; Lightning's
     NVML-based CUDA check (a slow ``torch.cuda.is_available()`` inside every optimizer step) is off."""
-    from overfitlab.train import _setup_torch, _trainer
+    from overfitlab.training.fitting import make_trainer as _trainer
+    from overfitlab.training.fitting import setup_torch as _setup_torch
 
     cfg = compose("train", [f"trainer.allow_tf32={tf32}", "trainer.progress_bar=false"])
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32

@@ -1,7 +1,7 @@
 """The project's training path does exactly what a plain PyTorch loop does for the same seed.
 
 The plain loop here is written from scratch (its own permutation, its own optimizer steps); the
-project path is the real one (``overfitlab.train.fit``: Lightning, TensorBatches, on-device sums).
+project path is the real one (``overfitlab.training.fitting.fit``: Lightning, TensorBatches, on-device sums).
 """
 
 import copy
@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from conftest import compose
 from overfitlab.data.datasets import load_prepared
-from overfitlab.train import fit, threads_per_run
+from overfitlab.training.fitting import fit, threads_per_run
 
 
 class FirstStep(L.Callback):

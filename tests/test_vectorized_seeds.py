@@ -15,7 +15,7 @@ import torch
 
 from conftest import compose, run_cli
 from overfitlab.data.datasets import load_prepared
-from overfitlab.train import fit, fit_seeds, why_not_vectorized
+from overfitlab.training.fitting import fit, fit_seeds, why_not_vectorized
 from test_training_path import FirstStep, first_loss
 
 SEEDS = [0, 1, 2]

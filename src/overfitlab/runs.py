@@ -25,9 +25,20 @@ TRAIN_LABELS = "train_labels.csv"
 
 KEY_COLUMNS = ["dataset", "model", "seed", "epoch"]
 # Known metrics in the order a table shows them; any other column follows, sorted.
-METRIC_ORDER = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
-                "train_clean_acc", "train_corrupted_acc",
-                "val_loss", "val_acc", "test_loss", "test_acc", "test_conf_wrong", "test_ece"]
+METRIC_ORDER = [
+    "train_loss",
+    "train_acc",
+    "train_eval_loss",
+    "train_eval_acc",
+    "train_clean_acc",
+    "train_corrupted_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "test_conf_wrong",
+    "test_ece",
+]
 
 PACKAGE = Path(__file__).resolve().parent
 # The source files whose content decides a run's numbers (the train stage's code deps in dvc.yaml
@@ -44,8 +55,11 @@ def metric_columns(columns) -> list[str]:
     """Key columns, the known metrics in their order, then every other column (sorted): none dropped."""
     present = list(columns)
     known = [c for c in METRIC_ORDER if c in present]
-    return [c for c in KEY_COLUMNS if c in present] + known + sorted(
-        c for c in present if c not in KEY_COLUMNS and c not in known)
+    return (
+        [c for c in KEY_COLUMNS if c in present]
+        + known
+        + sorted(c for c in present if c not in KEY_COLUMNS and c not in known)
+    )
 
 
 def training_code_files() -> list[Path]:
@@ -85,3 +99,72 @@ def is_complete(directory: str | Path, expected_hash: str | None = None) -> bool
 def write_done(directory: str | Path, summary: dict) -> None:
     """Written last, atomically: from now on the run counts as complete."""
     atomic_write_json(Path(directory) / DONE, summary)
+
+
+# What the identity leaves out: speed-only settings (tested to leave the numbers unchanged), and the
+# thread count and seed vectorizing, which change only the order of float sums (recorded in `device`).
+SPEED_ONLY_TRAINER_KEYS = ("progress_bar", "examples_per_step", "vectorize_seeds", "threads")
+
+
+def device_kind(accelerator: str) -> str:
+    """``cuda`` or ``cpu``: where a run with this ``trainer.accelerator`` trains on this machine."""
+    import torch
+
+    wants_gpu = accelerator in ("auto", "gpu", "cuda")
+    return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
+
+
+def identity(cfg, meta: dict) -> dict:
+    """What defines a run's numbers (its hash keys the done-marker): the resolved run config's
+    dataset, controls, model, optimizer, trainer and seed, the prepared data's version, the training
+    code, the torch version and the device kind (a GPU or another torch gives other numbers)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in SPEED_ONLY_TRAINER_KEYS:
+        trainer.pop(key, None)
+    return {
+        "dataset": cfg.dataset.name,
+        "data_version": meta["data_version"],
+        "control": OmegaConf.to_container(cfg.control, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+        "trainer": trainer,
+        "seed": int(cfg.seed),
+        "training_code": training_code_hash(),
+        "torch": torch.__version__,
+        "device_kind": device_kind(str(cfg.trainer.accelerator)),
+    }
+
+
+def write_files(
+    directory: Path,
+    metrics,
+    config_yaml: str,
+    predictions=None,
+    feature_maps: dict | None = None,
+    relabelled=None,
+) -> None:
+    """A run's files other than ``done.json``, each written atomically: ``metrics`` (a DataFrame,
+    columns ordered by ``metric_columns``), the resolved config, the final test predictions (array
+    of label, predicted, confidence), conv feature maps of one test image, the relabelled training
+    labels of a control."""
+    import io
+
+    import numpy as np
+
+    from .files import atomic_write_bytes, atomic_write_text
+
+    atomic_write_text(directory / METRICS, metrics[metric_columns(metrics.columns)].to_csv(index=False))
+    atomic_write_text(directory / CONFIG, config_yaml)
+    if predictions is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, predictions)
+        atomic_write_bytes(directory / PREDICTIONS, buffer.getvalue())
+    if feature_maps:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **feature_maps)
+        atomic_write_bytes(directory / FEATURE_MAPS, buffer.getvalue())
+    if relabelled is not None:
+        atomic_write_text(directory / TRAIN_LABELS, relabelled.to_csv(index=False))

@@ -13,8 +13,15 @@ class TensorBatches:
     per example, e.g. "label corrupted") batches are (images, labels, flags).
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                 shuffle: bool = False, seed: int = 0, flags: torch.Tensor | None = None):
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        flags: torch.Tensor | None = None,
+    ):
         self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
         self.tensors = (images, labels) if flags is None else (images, labels, flags)
         self.generator = torch.Generator().manual_seed(seed)
@@ -28,9 +35,9 @@ class TensorBatches:
         order = torch.randperm(n, generator=self.generator).to(self.labels.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
-                yield tuple(t[start:start + self.batch_size] for t in self.tensors)
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             else:
-                idx = order[start:start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 yield tuple(t[idx] for t in self.tensors)
 
 

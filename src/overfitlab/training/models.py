@@ -71,8 +71,15 @@ def conv_feature_maps(net: nn.Module, image: torch.Tensor) -> dict[str, torch.Te
 class MLP(nn.Module):
     """Flatten + dense layers: dense-256-sigmoid, MLP 300-100, models A, B and C."""
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 hidden: list[int], activation: str = "relu", dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        hidden: list[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         body, width = dense_stack(in_channels * image_size * image_size, list(hidden), activation, dropout)
         self.net = nn.Sequential(nn.Flatten(), body, nn.Linear(width, num_classes))
@@ -88,9 +95,18 @@ class ConvNet(nn.Module):
     and the MNIST lesson's model D.
     """
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 channels: list[int], pool: bool, hidden: list[int],
-                 hidden_activation: str = "relu", dropout: float = 0.0, min_pool_size: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        channels: list[int],
+        pool: bool,
+        hidden: list[int],
+        hidden_activation: str = "relu",
+        dropout: float = 0.0,
+        min_pool_size: int = 2,
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         size, c_in = image_size, in_channels
@@ -115,8 +131,14 @@ class DeepNetwork(nn.Module):
     each followed by a pool; dense 512 (optionally dense ``extra_dense``); output.
     """
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 extra_dense: int | None = None, min_pool_size: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        extra_dense: int | None = None,
+        min_pool_size: int = 2,
+    ):
         super().__init__()
         self.entry_conv = nn.Conv2d(in_channels, 16, 3, padding=1)
         self.conv16 = nn.Conv2d(16, 16, 3, padding=1)
@@ -159,12 +181,20 @@ class AlexNet(nn.Module):
     and pools that would shrink the map below ``min_pool_size`` are dropped.
     """
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 dense_width: int = 4096, dropout: float = 0.5, min_pool_size: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        dense_width: int = 4096,
+        dropout: float = 0.5,
+        min_pool_size: int = 2,
+    ):
         super().__init__()
         small = image_size < 64
-        first = nn.Conv2d(in_channels, 96, 3 if small else 11, stride=1 if small else 4,
-                          padding=1 if small else 2)
+        first = nn.Conv2d(
+            in_channels, 96, 3 if small else 11, stride=1 if small else 4, padding=1 if small else 2
+        )
         size = image_size if small else (image_size + 4 - 11) // 4 + 1
         layers: list[nn.Module] = [first, nn.BatchNorm2d(96), nn.ReLU()]
 

@@ -23,10 +23,12 @@ optimization): the same minibatches in the same order with the same updates as o
 step, with the overhead paid once per chunk. Inside a chunk each minibatch is stepped with the bare
 torch optimizer and ``loss.backward()``: Lightning's per-call wrappers (hooks, precision plugin,
 profiler) add nothing in the plain 32-bit, one-device training the trainer is built for
-(``train._trainer``) but cost a small model's step again (benchmarks/README.md).
+(``fitting.make_trainer``) but cost a small model's step again (benchmarks/README.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import lightning as L
 import torch
@@ -39,7 +41,9 @@ ECE_BINS = 15
 def calibration_counts(confidence: torch.Tensor, predicted: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per batch: [confidently wrong, then per confidence bin: count, sum of confidence, correct]."""
     correct = (predicted == y).to(confidence.dtype)
-    bins = (confidence * ECE_BINS).long().clamp_(max=ECE_BINS - 1)
+    # A diverged net gives NaN confidences: bin them at 0 (the epoch is then dropped as diverged)
+    # rather than index out of range.
+    bins = (torch.nan_to_num(confidence, nan=0.0) * ECE_BINS).long().clamp_(min=0, max=ECE_BINS - 1)
     per_bin = torch.zeros(3, ECE_BINS, dtype=confidence.dtype, device=confidence.device)
     per_bin[0].index_add_(0, bins, torch.ones_like(confidence))
     per_bin[1].index_add_(0, bins, confidence)
@@ -63,13 +67,26 @@ class Classifier(L.LightningModule):
         self.optimizer_factory = optimizer_factory
         self.eval_names = list(eval_names)  # names of the validation loaders, in order
         self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
-        self.history: list[dict] = []
+        self.history: list[dict] = []  # one row per finished epoch whose losses are finite
+        self.diverged_epoch: int | None = None  # first epoch whose loss was NaN or infinite
+        self.on_stop_request = None  # set by a SeedStack: it decides when the group stops
         self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
         # prefix -> [loss sum, correct count, examples] per loader, or a tensor of counts (_add)
         self._sums: dict[str, list | torch.Tensor] = {}
         # The latest epoch's test predictions, rows [label, predicted, confidence] (on the device).
         self.test_predictions: list[torch.Tensor] = []
         self._epoch_predictions: list[torch.Tensor] = []
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_epoch is not None
+
+    def request_stop(self) -> None:
+        """Stop training after this epoch (a seed of a vectorized group: once every seed asked)."""
+        if self.on_stop_request is not None:
+            self.on_stop_request()
+        elif self._trainer is not None:
+            self.trainer.should_stop = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -109,8 +126,13 @@ class Classifier(L.LightningModule):
         loss_sum = means[:-1].sum() * self.batch_size + means[-1] * len(y)  # only the last can be short
         self.record_train(torch.cat(logits_seen), labels, loss_sum, *flags)
 
-    def record_train(self, logits: torch.Tensor, y: torch.Tensor, loss_sum: torch.Tensor,
-                     corrupted: torch.Tensor | None = None) -> None:
+    def record_train(
+        self,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        loss_sum: torch.Tensor,
+        corrupted: torch.Tensor | None = None,
+    ) -> None:
         """Add training minibatches (logits made before each one's update) to the epoch's sums
         (``corrupted``: labels a control replaced)."""
         hit = logits.argmax(1) == y
@@ -152,10 +174,18 @@ class Classifier(L.LightningModule):
                 correct, n = totals.tolist()
                 row[f"{prefix}_acc"] = correct / n if n else float("nan")
         if calibration is not None:
-            row["test_conf_wrong"] = float(calibration[0]) / float(calibration[1:1 + ECE_BINS].sum())
+            row["test_conf_wrong"] = float(calibration[0]) / float(calibration[1 : 1 + ECE_BINS].sum())
             row["test_ece"] = expected_calibration_error(calibration)
+        predictions, self._epoch_predictions = self._epoch_predictions, []
+        if self.diverged_epoch is not None:
+            return  # a diverged seed of a vectorized group: the others train on, this one records nothing
+        if not all(math.isfinite(v) for k, v in row.items() if "loss" in k):
+            # Diverged: metrics and predictions stay those of the last finite epoch; the run stops.
+            self.diverged_epoch = epoch
+            self.request_stop()
+            return
         self.history.append(row)
-        self.test_predictions, self._epoch_predictions = self._epoch_predictions, []
+        self.test_predictions = predictions
         for listener in self.epoch_listeners:
             listener(row)
 
@@ -168,7 +198,12 @@ class StopWhenValidationStalls:
     """
 
     def __init__(self, module: Classifier, monitor: str, patience: int, mode: str = "max"):
-        self.module, self.monitor, self.patience, self.sign = module, monitor, patience, 1 if mode == "max" else -1
+        self.module, self.monitor, self.patience, self.sign = (
+            module,
+            monitor,
+            patience,
+            1 if mode == "max" else -1,
+        )
         self.best: float | None = None
         self.stale = 0
 
@@ -199,6 +234,8 @@ class SeedStack(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         self.members = members  # a plain list: their nets are not trained here, only given the result
+        for member in members:
+            member.on_stop_request = self.member_stopped
         params, buffers = torch.func.stack_module_state([m.net for m in members])
         assert not buffers, "nets with buffers (batch norm) are not vectorized (train.why_not_vectorized)"
         self.names = list(params)
@@ -236,8 +273,13 @@ class SeedStack(L.LightningModule):
         # once per chunk, as in Classifier.training_step
         self.record_train(torch.cat(logits_seen, 1), labels, torch.stack(loss_sums_seen).sum(0), *flags)
 
-    def record_train(self, logits: torch.Tensor, y: torch.Tensor, loss_sums: torch.Tensor,
-                     corrupted: torch.Tensor | None = None) -> None:
+    def record_train(
+        self,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        loss_sums: torch.Tensor,
+        corrupted: torch.Tensor | None = None,
+    ) -> None:
         """``Classifier.record_train`` for all seeds at once ((seeds, examples) tensors): a few kernels
         instead of a few per seed, which on a GPU would cost more than the step itself."""
         hit = logits.argmax(2) == y
@@ -266,6 +308,11 @@ class SeedStack(L.LightningModule):
         name = self.members[0].eval_names[dataloader_idx]
         for member, logits in zip(self.members, self(x, shared=True)):
             member.record_eval(name, logits, y)
+
+    def member_stopped(self) -> None:
+        """A member diverged: the group trains on until every member has (seeds share no parameter)."""
+        if all(m.diverged for m in self.members):
+            self.trainer.should_stop = True
 
     def on_train_epoch_end(self) -> None:
         self._hand_out_train_sums()
