@@ -42,3 +42,27 @@ def test_git_commit_marks_dirty_code_but_not_dvc_lock(tmp_path):
     assert git_commit(tmp_path) == head
     (tmp_path / "code.py").write_text("a = 2\n")
     assert git_commit(tmp_path) == head + "-dirty"
+
+
+def test_git_commit_from_a_study_directory_sees_edits_to_the_shared_code(tmp_path):
+    """A study in studies/<name>/ shares src/ and conf/ with the project: editing them is dirty code."""
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    study = tmp_path / "studies" / "mine"
+    study.mkdir(parents=True)
+    (study / "params.yaml").write_text("study: {}\n")
+    (study / "dvc.lock").write_text("v1\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "x")
+    head = git_commit(study)
+    assert not head.endswith("-dirty")
+    (study / "dvc.lock").write_text("v2\n")
+    assert git_commit(study) == head
+    (tmp_path / "src" / "train.py").write_text("a = 2\n")
+    assert git_commit(study) == head + "-dirty"

@@ -75,13 +75,14 @@ def sha256_json(obj) -> str:
 def git_commit(cwd: str | Path = ".") -> str:
     """The code version: HEAD commit, with ``-dirty`` when tracked files differ; ``unknown`` outside git.
 
-    ``dvc.lock`` does not count: ``dvc repro`` itself rewrites it between stages.
+    The whole repository counts, not just ``cwd``: a study directory shares ``src/`` and ``conf/``
+    with the project. No ``dvc.lock`` counts: ``dvc repro`` itself rewrites them between stages.
     """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)dvc.lock"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude,glob)**/dvc.lock"], cwd=cwd,
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
