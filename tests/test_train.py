@@ -49,19 +49,46 @@ def test_same_seed_gives_identical_metrics_and_seeds_differ(prepared, project):
 
 
 def test_seed_zero_is_a_real_seed(prepared, project):
-    run_once(["seed=0", "paths.run_dir=runs/a"])
-    run_once(["seed=1", "paths.run_dir=runs/b"])
-    a = pd.read_csv(project / "runs/a/metrics.csv")
-    b = pd.read_csv(project / "runs/b/metrics.csv")
-    assert not a.train_loss.equals(b.train_loss)
+    """Seed 0 seeds the net like any other seed (a falsy seed must not mean "unseeded")."""
+    from hydra.utils import instantiate
+
+    from overfitlab.data.datasets import load_prepared
+    from overfitlab.training.fitting import build_classifier
+
+    data = load_prepared(prepared)
+    cfg = compose("train", ["model=mlp_300_100", "seed=0"])
+    built = [build_classifier(cfg, data).net.state_dict() for _ in range(2)]
+    torch.manual_seed(0)
+    reference = instantiate(cfg.model.net, in_channels=1, image_size=28, num_classes=10).state_dict()
+    for name, value in reference.items():
+        assert torch.equal(built[0][name], value) and torch.equal(built[1][name], value)
+    other = build_classifier(compose("train", ["model=mlp_300_100", "seed=1"]), data).net.state_dict()
+    assert not all(torch.equal(other[name], value) for name, value in reference.items())
 
 
-def test_train_eval_pass_adds_eval_mode_training_metrics(prepared, project):
-    run_once(["seed=0", "train.train_eval_pass=true", "model=model_c"])
-    table = metrics(project, model="model_c")
-    assert {"train_eval_loss", "train_eval_acc"} <= set(table.columns)
-    # Running training accuracy (dropout on, weights moving) is not the eval-mode pass.
-    assert not table.train_acc.equals(table.train_eval_acc)
+def test_train_eval_pass_is_an_eval_mode_pass_over_the_training_split(prepared, project):
+    """train_eval_acc is the final net in eval mode (dropout off) on the training images; the running
+    train_acc is not."""
+    from overfitlab.data.datasets import load_prepared
+    from overfitlab.training.fitting import fit
+
+    data = load_prepared(prepared)
+    cfg = compose("train", ["model=model_c", "seed=0", "train.train_eval_pass=true", "trainer.progress_bar=false"])
+    module = fit(cfg, data).module
+    last = module.history[-1]
+    net = module.net.eval()
+    with torch.no_grad():
+        logits = net(data.images["train"])
+        in_train_mode = net.train()(data.images["train"])
+    net.eval()
+    labels = data.labels["train"]
+    assert last["train_eval_acc"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert last["train_eval_loss"] == pytest.approx(loss, rel=1e-5)
+    # Not the validation split, and not a training-mode (dropout on) pass.
+    assert last["train_eval_acc"] != pytest.approx((net(data.images["val"]).argmax(1) == data.labels["val"])
+                                                  .float().mean().item())
+    assert (in_train_mode.argmax(1) != logits.argmax(1)).any()
 
 
 def test_finished_run_is_skipped_and_half_written_run_is_retrained(prepared, project):
@@ -208,6 +235,9 @@ def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, 
     cfg = compose("train", [f"trainer.allow_tf32={tf32}", "trainer.progress_bar=false"])
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # what importing Lightning does
+    # The flag is process-global: start from off, so an earlier test cannot make this one pass.
+    torch.use_deterministic_algorithms(False)
+    assert not torch.are_deterministic_algorithms_enabled()
     _setup_torch(cfg)
     _trainer(cfg, [])
     assert "PYTORCH_NVML_BASED_CUDA_CHECK" not in os.environ
