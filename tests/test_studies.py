@@ -20,7 +20,8 @@ from conftest import ROOT, SMALL_STUDY, run_cli
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
-@pytest.mark.parametrize("study_pipeline", sorted(ROOT.glob("studies/*/dvc.yaml")), ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("study_pipeline", sorted(ROOT.glob("studies/**/dvc.yaml")),
+                         ids=lambda p: str(p.parent.relative_to(ROOT / "studies")))
 def test_every_study_runs_the_project_pipeline(study_pipeline):
     root, study = (yaml.safe_load(p.read_text()) for p in (ROOT / "dvc.yaml", study_pipeline))
     assert study["stages"] == root["stages"] and study["plots"] == root["plots"]
