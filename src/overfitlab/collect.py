@@ -1,4 +1,4 @@
-"""Stage ``collect``: every complete run of the study -> one tidy table and a per-run summary.
+"""Stage ``collect``: every complete, current run of the study -> one tidy table and a per-run summary.
 
 Outputs (in ``reports/metrics/``):
 * ``epochs.parquet`` / ``epochs.csv``: one row per run x epoch (dataset, model, seed, epoch,
@@ -13,6 +13,12 @@ Outputs (in ``reports/metrics/``):
 * ``feature_maps/*.npz`` + ``feature_maps.csv``: the median seed's conv feature maps of one test
   image; the csv says whose each file is (dataset, model, seed, file), so no reader parses names.
 
+A run is collected only if it is complete (``done.json``) and current: its ``config_hash`` must be
+the one the train stage would compute for it now (the run's config composed from params.yaml and
+conf/ as the train stage's sweep does, the prepared data's version and the training code). A run
+trained with other settings (say ``train.epochs`` before an edit of params.yaml) is refused with
+one line, instead of being reported as if the study had produced it.
+
     python -m overfitlab.collect
 """
 
@@ -26,25 +32,98 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from .errors import ConfigError, exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
-from .runs import FEATURE_MAPS, METRICS, PREDICTIONS, extra_test_sets, metric_columns, read_done, run_dir
-from .study import Study, load_study
+from .runs import (
+    CONFIG,
+    FEATURE_MAPS,
+    METRICS,
+    PREDICTIONS,
+    config_hash,
+    extra_test_sets,
+    identity,
+    metric_columns,
+    read_done,
+    run_dir,
+)
+from .study import Study, load_study, project_root
 
 CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss"]
 KEYS = ["dataset", "model", "seed"]
 
 
-def read_runs(study: Study, runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Epoch rows and run summaries of the study's runs; every run must be complete."""
-    epochs, runs, missing = [], [], []
+def expected_identities(study: Study, params: dict, metas: dict[str, dict]) -> dict[Path, dict]:
+    """The identity the train stage would give each run of the study now, by run dir (relative to
+    the runs root): the run's config composed from conf/ and params.yaml with the overrides of the
+    train stage's sweep (conf/train.yaml's sweeper, plus dvc.yaml's ``optimizer=``), the prepared
+    data's meta.json and the training code.
+
+    Override values are written as the sweep writes them (``str`` of params.yaml's value): 1 and
+    1.0 are different configs to the hash.
+    """
+    from hydra import compose, initialize_config_dir
+
+    train = params.get("train") or {}
+    raw_noise = (params.get("study") or {}).get("label_noise", [train.get("label_noise")])
+    optimizer = [f"optimizer={train['optimizer']}"] if "optimizer" in train else []
+    expected = {}
+    conf = str(project_root() / "conf")
+    with initialize_config_dir(version_base="1.3", config_dir=conf, job_name="collect"):
+        for dataset, (raw, p), model, seed in itertools.product(
+                study.datasets, zip(raw_noise, study.label_noise, strict=True), study.models, study.seeds):
+            noise = [] if raw is None else [f"train.label_noise={raw}"]
+            overrides = [f"dataset={dataset}", f"model={model}", f"seed={seed}", *noise, *optimizer]
+            cfg = compose(config_name="train", overrides=overrides)
+            expected[study.run_dir(Path(), dataset, model, seed, p)] = identity(cfg, metas[dataset])
+    return expected
+
+
+def _changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two identities."""
+    out = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return out
+
+
+def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: dict) -> str:
+    """Why a run's done.json does not carry the hash the study expects, as far as can be told:
+    another run's marker, a config (config.yaml) other than the study's now, or neither."""
+    from omegaconf import OmegaConf
+
+    if (done.get("dataset"), done.get("model"), done.get("seed")) != named:
+        mismatch = [f"{k} {done.get(k)}" for k, v in zip(("dataset", "model", "seed"), named, strict=True)
+                    if done.get(k) != v]
+        return f"its done.json is for {', '.join(mismatch)}"
+    if not (directory / CONFIG).exists():
+        return f"no {CONFIG} to compare"
+    changes = _changes(identity(OmegaConf.load(directory / CONFIG), meta), expected)
+    if changes:
+        return "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+    return "same config: the training code or the prepared data changed since it was trained"
+
+
+def read_runs(study: Study, runs_root: Path, expected: dict[Path, dict],
+              metas: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Epoch rows and run summaries of the study's runs; every run must be complete and current."""
+    epochs, runs, missing, stale = [], [], [], []
     for dataset, label_noise, model, seed in itertools.product(study.datasets, study.label_noise,
                                                                 study.models, study.seeds):
-        directory = study.run_dir(runs_root, dataset, model, seed, label_noise)
+        key = study.run_dir(Path(), dataset, model, seed, label_noise)
+        directory = runs_root / key
         done = read_done(directory)
         if done is None:
             missing.append(str(directory))
+            continue
+        if done.get("config_hash") != config_hash(expected[key]):
+            named = (study.data_label(dataset, label_noise), model, seed)
+            stale.append(f"{directory} ({why_stale(directory, done, named, expected[key], metas[dataset])})")
             continue
         epochs.append(pd.read_csv(directory / METRICS))
         runs.append({k: v for k, v in done.items() if k != "final"}
@@ -52,6 +131,9 @@ def read_runs(study: Study, runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame
     if missing:
         raise ConfigError(f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "
                           "run `dvc repro` (or the train stage) first")
+    if stale:
+        raise ConfigError(f"{len(stale)} run(s) were trained with another config than the study now defines, "
+                          f"e.g. {stale[0]}: run `dvc repro` (or the train stage) to retrain them")
     table = pd.concat(epochs, ignore_index=True)
     return table[metric_columns(table.columns)], pd.DataFrame(runs)
 
@@ -186,7 +268,9 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
             prepared_root: str = "data/prepared") -> pd.DataFrame:
     study = load_study(params_file)
     metas = read_metas(study, Path(prepared_root))
-    epochs, runs = read_runs(study, Path(runs_root))
+    params = yaml.safe_load(Path(params_file).read_text())
+    expected = expected_identities(study, params, metas)
+    epochs, runs = read_runs(study, Path(runs_root), expected, metas)
     epochs = add_derived(epochs).sort_values(["dataset", "model", "seed", "epoch"]).reset_index(drop=True)
     out = Path(out_dir)
     parquet = io.BytesIO()
