@@ -28,7 +28,7 @@ INPUT_FILES = ["epochs.parquet", "runs.csv", "predictions.parquet", "class_count
                "feature_maps.csv", "feature_maps"]
 
 
-@dataclass
+@dataclass(eq=False)  # DataFrames do not compare to a bool
 class ReportInputs:
     """collect's outputs, read once, plus what figures derive from them (computed on first use)."""
 
