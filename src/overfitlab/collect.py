@@ -1,15 +1,23 @@
-"""Stage ``collect``: every complete run of the study -> one tidy table and a per-run summary.
+"""Stage ``collect``: every complete, current run of the study -> one tidy table and a per-run summary.
 
 Outputs (in ``reports/metrics/``):
 * ``epochs.parquet`` / ``epochs.csv``: one row per run x epoch (dataset, model, seed, epoch,
   train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, gap_acc, gap_loss, ...;
   ``test_acc/<name>``, ``test_loss/<name>`` for the extra test sets of image-folder datasets);
-* ``runs.csv``: one row per run (final metrics, best epoch, parameters, provenance);
+* ``runs.csv``: one row per run (final metrics, the epoch chosen on validation and its test
+  accuracy, the test-chosen oracle, time to fit, parameters, provenance);
 * ``summary.json``: DVC metrics, mean and sd of the final accuracies per dataset and model;
 * ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``;
 * ``predictions.parquet``: final test predictions of the median seed of each (dataset, model);
 * ``class_counts.csv``: examples per class and split of each prepared dataset (class balance);
-* ``feature_maps/<dataset>__<model>__seed=<n>.npz``: the median seed's conv feature maps of one test image.
+* ``feature_maps/*.npz`` + ``feature_maps.csv``: the median seed's conv feature maps of one test
+  image; the csv says whose each file is (dataset, model, seed, file), so no reader parses names.
+
+A run is collected only if it is complete (``done.json``) and current: its ``config_hash`` must be
+the one the train stage would compute for it now (the run's config composed from params.yaml and
+conf/ as the train stage's sweep does, the prepared data's version and the training code). A run
+trained with other settings (say ``train.epochs`` before an edit of params.yaml) is refused with
+one line, instead of being reported as if the study had produced it.
 
     python -m overfitlab.collect
 """
@@ -24,36 +32,110 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from .errors import ConfigError, exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
-from .study import Study, load_study
+from .runs import (
+    CONFIG,
+    FEATURE_MAPS,
+    METRICS,
+    PREDICTIONS,
+    config_hash,
+    extra_test_sets,
+    identity,
+    metric_columns,
+    read_done,
+    run_dir,
+)
+from .study import Study, load_study, project_root
 
 CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss"]
+KEYS = ["dataset", "model", "seed"]
 
 
-def extra_test_sets(columns) -> list[str]:
-    """Names of the extra test sets of image-folder datasets, from ``[final_]test_acc/<name>`` columns."""
-    return sorted({c.split("/", 1)[1] for c in columns if c.removeprefix("final_").startswith("test_acc/")})
+def expected_identities(study: Study, params: dict, metas: dict[str, dict]) -> dict[Path, dict]:
+    """The identity the train stage would give each run of the study now, by run dir (relative to
+    the runs root): the run's config composed from conf/ and params.yaml with the overrides of the
+    train stage's sweep (conf/train.yaml's sweeper, plus dvc.yaml's ``optimizer=``), the prepared
+    data's meta.json and the training code.
+
+    Override values are written as the sweep writes them (``str`` of params.yaml's value): 1 and
+    1.0 are different configs to the hash.
+    """
+    from hydra import compose, initialize_config_dir
+
+    train = params.get("train") or {}
+    raw_noise = (params.get("study") or {}).get("label_noise", [train.get("label_noise")])
+    optimizer = [f"optimizer={train['optimizer']}"] if "optimizer" in train else []
+    expected = {}
+    conf = str(project_root() / "conf")
+    with initialize_config_dir(version_base="1.3", config_dir=conf, job_name="collect"):
+        for dataset, (raw, p), model, seed in itertools.product(
+                study.datasets, zip(raw_noise, study.label_noise, strict=True), study.models, study.seeds):
+            noise = [] if raw is None else [f"train.label_noise={raw}"]
+            overrides = [f"dataset={dataset}", f"model={model}", f"seed={seed}", *noise, *optimizer]
+            cfg = compose(config_name="train", overrides=overrides)
+            expected[study.run_dir(Path(), dataset, model, seed, p)] = identity(cfg, metas[dataset])
+    return expected
 
 
-def read_runs(study: Study, runs_root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Epoch rows and run summaries of the study's runs; every run must be complete."""
-    epochs, runs, missing = [], [], []
+def _changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two identities."""
+    out = []
+    for key in sorted(set(recorded) | set(current)):
+        old, new = recorded.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: {old!r} -> {new!r}")
+    return out
+
+
+def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: dict) -> str:
+    """Why a run's done.json does not carry the hash the study expects, as far as can be told:
+    another run's marker, a config (config.yaml) other than the study's now, or neither."""
+    from omegaconf import OmegaConf
+
+    if (done.get("dataset"), done.get("model"), done.get("seed")) != named:
+        mismatch = [f"{k} {done.get(k)}" for k, v in zip(("dataset", "model", "seed"), named, strict=True)
+                    if done.get(k) != v]
+        return f"its done.json is for {', '.join(mismatch)}"
+    if not (directory / CONFIG).exists():
+        return f"no {CONFIG} to compare"
+    changes = _changes(identity(OmegaConf.load(directory / CONFIG), meta), expected)
+    if changes:
+        return "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+    return "same config: the training code or the prepared data changed since it was trained"
+
+
+def read_runs(study: Study, runs_root: Path, expected: dict[Path, dict],
+              metas: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Epoch rows and run summaries of the study's runs; every run must be complete and current."""
+    epochs, runs, missing, stale = [], [], [], []
     for dataset, label_noise, model, seed in itertools.product(study.datasets, study.label_noise,
                                                                 study.models, study.seeds):
-        run_dir = study.run_dir(runs_root, dataset, model, seed, label_noise)
-        if not (run_dir / "done.json").exists():
-            missing.append(str(run_dir))
+        key = study.run_dir(Path(), dataset, model, seed, label_noise)
+        directory = runs_root / key
+        done = read_done(directory)
+        if done is None:
+            missing.append(str(directory))
             continue
-        done = json.loads((run_dir / "done.json").read_text())
-        epochs.append(pd.read_csv(run_dir / "metrics.csv"))
+        if done.get("config_hash") != config_hash(expected[key]):
+            named = (study.data_label(dataset, label_noise), model, seed)
+            stale.append(f"{directory} ({why_stale(directory, done, named, expected[key], metas[dataset])})")
+            continue
+        epochs.append(pd.read_csv(directory / METRICS))
         runs.append({k: v for k, v in done.items() if k != "final"}
                     | {"source_dataset": dataset, "label_noise": label_noise, "pixels": study.pixels})
     if missing:
         raise ConfigError(f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "
                           "run `dvc repro` (or the train stage) first")
-    return pd.concat(epochs, ignore_index=True), pd.DataFrame(runs)
+    if stale:
+        raise ConfigError(f"{len(stale)} run(s) were trained with another config than the study now defines, "
+                          f"e.g. {stale[0]}: run `dvc repro` (or the train stage) to retrain them")
+    table = pd.concat(epochs, ignore_index=True)
+    return table[metric_columns(table.columns)], pd.DataFrame(runs)
 
 
 def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -67,21 +149,33 @@ def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
 FIT_THRESHOLD = 0.99  # "time to fit": first epoch whose running training accuracy reaches 99 %
 
 
+def epoch_of(epochs: pd.DataFrame, metric: str, best: str = "max") -> pd.DataFrame:
+    """Each run's row at the first epoch where ``metric`` is best (``max`` or ``min``)."""
+    rows = epochs.dropna(subset=[metric]).sort_values(KEYS + ["epoch"])
+    grouped = rows.groupby(KEYS, sort=False)[metric]
+    return rows.loc[grouped.idxmax() if best == "max" else grouped.idxmin()]
+
+
 def summarize_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: final metrics, epoch of best test accuracy and of lowest test loss
-    (the overfitting onset), and the time to fit the training set (NaN if never reached)."""
-    keys = ["dataset", "model", "seed"]
-    last = epochs.sort_values("epoch").groupby(keys, sort=False).tail(1)
-    metric_cols = [c for c in epochs.columns if c not in keys + ["epoch"]]
-    final = last[keys + metric_cols].rename(columns={c: f"final_{c}" for c in metric_cols})
-    best = epochs.loc[epochs.groupby(keys)["test_acc"].idxmax(), keys + ["epoch", "test_acc"]]
-    best = best.rename(columns={"epoch": "best_test_epoch", "test_acc": "best_test_acc"})
-    min_loss = epochs.loc[epochs.groupby(keys)["test_loss"].idxmin(), keys + ["epoch"]]
-    min_loss = min_loss.rename(columns={"epoch": "min_test_loss_epoch"})
-    fitted = epochs[epochs["train_acc"] >= FIT_THRESHOLD].groupby(keys)["epoch"].min().rename("fit_epoch")
-    table = runs.merge(final, on=keys).merge(best, on=keys).merge(min_loss, on=keys)
-    table = table.merge(fitted.reset_index(), on=keys, how="left")
-    return table.sort_values(keys).reset_index(drop=True)
+    """One row per run: final metrics; the epoch chosen on validation (best val_acc, the first on
+    ties) and its test accuracy; the oracle (max over epochs of test acc: chosen on the test set,
+    optimistic, for reference only); the epoch of lowest test loss (the overfitting onset); and
+    the time to fit the training set (NaN if never reached)."""
+    last = epochs.sort_values("epoch").groupby(KEYS, sort=False).tail(1)
+    metric_cols = [c for c in epochs.columns if c not in KEYS + ["epoch"]]
+    final = last[KEYS + metric_cols].rename(columns={c: f"final_{c}" for c in metric_cols})
+    tests = ["test_acc"] + [f"test_acc/{n}" for n in extra_test_sets(epochs.columns)]
+    at_best_val = {c: c.replace("test_acc", "test_acc_at_best_val") for c in tests}
+    best_val = epoch_of(epochs, "val_acc")[KEYS + ["epoch"] + tests].rename(
+        columns={"epoch": "best_val_epoch", **at_best_val})
+    oracle = epoch_of(epochs, "test_acc")[KEYS + ["epoch", "test_acc"]].rename(
+        columns={"epoch": "oracle_best_test_epoch", "test_acc": "oracle_best_test_acc"})
+    min_loss = epoch_of(epochs, "test_loss", "min")[KEYS + ["epoch"]].rename(
+        columns={"epoch": "min_test_loss_epoch"})
+    fitted = epochs[epochs["train_acc"] >= FIT_THRESHOLD].groupby(KEYS)["epoch"].min().rename("fit_epoch")
+    table = runs.merge(final, on=KEYS).merge(best_val, on=KEYS, how="left").merge(oracle, on=KEYS)
+    table = table.merge(min_loss, on=KEYS).merge(fitted.reset_index(), on=KEYS, how="left")
+    return table.sort_values(KEYS).reset_index(drop=True)
 
 
 def metrics_summary(run_table: pd.DataFrame) -> dict:
@@ -89,17 +183,19 @@ def metrics_summary(run_table: pd.DataFrame) -> dict:
     out: dict = {}
     for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
         entry = {"n_seeds": int(len(group)), "n_params": int(group["n_params"].iloc[0])}
-        extras = [f"final_test_acc/{n}" for n in extra_test_sets(group.columns) if group[f"final_test_acc/{n}"].notna().any()]
+        extras = [f"final_test_acc/{n}" for n in extra_test_sets(group.columns)
+                  if group[f"final_test_acc/{n}"].notna().any()]
         for col in ("final_test_acc", "final_train_acc", "final_val_acc", "final_gap_acc", *extras):
-            entry[f"{col.removeprefix('final_')}_mean"] = round(float(group[col].mean()), 6)
-            entry[f"{col.removeprefix('final_')}_sd"] = round(float(group[col].std(ddof=1)), 6) if len(group) > 1 else None
+            name = col.removeprefix("final_")
+            entry[f"{name}_mean"] = round(float(group[col].mean()), 6)
+            entry[f"{name}_sd"] = round(float(group[col].std(ddof=1)), 6) if len(group) > 1 else None
         out.setdefault(dataset, {})[model] = entry
     return out
 
 
 def mean_curves(epochs: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in CURVE_METRICS if c in epochs] + [f"test_{m}/{n}" for n in extra_test_sets(epochs.columns)
-                                                        for m in ("acc", "loss")]
+    extras = [f"test_{m}/{n}" for n in extra_test_sets(epochs.columns) for m in ("acc", "loss")]
+    cols = [c for c in CURVE_METRICS if c in epochs] + extras
     return epochs.groupby(["dataset", "model", "epoch"], sort=True)[cols].mean().reset_index()
 
 
@@ -109,40 +205,55 @@ def median_run(group: pd.DataFrame) -> pd.Series:
     return group.sort_values(["final_test_acc", "seed"]).iloc[(len(group) - 1) // 2]
 
 
+def median_runs(run_table: pd.DataFrame, runs_root: Path):
+    """(dataset, model, seed, run dir) of the median run of each (dataset, model)."""
+    for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
+        seed = int(median_run(group).seed)
+        yield dataset, model, seed, run_dir(runs_root, dataset, model, seed)
+
+
 def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.DataFrame:
     """Final test predictions of the median run of each (dataset, model)."""
     frames = []
-    for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
-        run = median_run(group)
-        run_dir = runs_root / dataset / model / f"seed={run.seed}"
-        done = json.loads((run_dir / "done.json").read_text())
-        label, predicted, confidence = np.load(run_dir / "test_predictions.npy").T
-        names = np.asarray(done["class_names"])
-        frames.append(pd.DataFrame({"dataset": dataset, "model": model, "seed": int(run.seed),
-                                    "index": np.arange(len(label)), "label": names[label.astype(int)], "predicted": names[predicted.astype(int)],
-                                    "confidence": confidence}))
+    for dataset, model, seed, directory in median_runs(run_table, runs_root):
+        label, predicted, confidence = np.load(directory / PREDICTIONS).T
+        names = np.asarray(read_done(directory)["class_names"])
+        frames.append(pd.DataFrame({"dataset": dataset, "model": model, "seed": seed,
+                                    "index": np.arange(len(label)), "label": names[label.astype(int)],
+                                    "predicted": names[predicted.astype(int)], "confidence": confidence}))
     return pd.concat(frames, ignore_index=True)
 
 
-def copy_feature_maps(run_table: pd.DataFrame, runs_root: Path, out: Path) -> int:
-    """The median seed's conv feature maps per (dataset, model) on the real data (no control)."""
-    copied = 0
-    for (dataset, model), group in run_table[run_table.dataset == run_table.source_dataset].groupby(["dataset", "model"]):
-        run = median_run(group)
-        source = runs_root / dataset / model / f"seed={run.seed}" / "feature_maps.npz"
-        if source.exists():
-            atomic_write_bytes(out / f"{dataset}__{model}__seed={run.seed}.npz", source.read_bytes())
-            copied += 1
-    return copied
-
-
-def class_counts(study: Study, prepared_root: Path) -> pd.DataFrame:
+def copy_feature_maps(run_table: pd.DataFrame, runs_root: Path, out: Path) -> pd.DataFrame:
+    """The median seed's conv feature maps per (dataset, model) on the real data (no control),
+    copied to ``out``; returns the index (dataset, model, seed, file) that says whose each file is."""
     rows = []
+    real_data = run_table[run_table.dataset == run_table.source_dataset]
+    for dataset, model, seed, directory in median_runs(real_data, runs_root):
+        if (directory / FEATURE_MAPS).exists():
+            name = f"{dataset}__{model}__seed={seed}.npz"
+            atomic_write_bytes(out / name, (directory / FEATURE_MAPS).read_bytes())
+            rows.append({"dataset": dataset, "model": model, "seed": seed, "file": name})
+    return pd.DataFrame(rows, columns=KEYS + ["file"])
+
+
+def read_metas(study: Study, prepared_root: Path) -> dict[str, dict]:
+    """meta.json of each prepared dataset of the study."""
+    metas = {}
     for dataset in study.datasets:
-        meta = json.loads((prepared_root / dataset / "meta.json").read_text())
+        meta_file = prepared_root / dataset / "meta.json"
+        if not meta_file.exists():
+            raise ConfigError(f"{meta_file} not found: run `dvc repro` (or the prepare stage) first")
+        metas[dataset] = json.loads(meta_file.read_text())
+    return metas
+
+
+def class_counts(metas: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for dataset, meta in metas.items():
         for split, counts in meta["class_counts"].items():
             rows += [{"dataset": dataset, "split": split, "class": name, "count": int(n)}
-                     for name, n in zip(meta["class_names"], counts)]
+                     for name, n in zip(meta["class_names"], counts, strict=True)]
     return pd.DataFrame(rows)
 
 
@@ -156,7 +267,10 @@ def _csv(df: pd.DataFrame) -> str:
 def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: str = "reports/metrics",
             prepared_root: str = "data/prepared") -> pd.DataFrame:
     study = load_study(params_file)
-    epochs, runs = read_runs(study, Path(runs_root))
+    metas = read_metas(study, Path(prepared_root))
+    params = yaml.safe_load(Path(params_file).read_text())
+    expected = expected_identities(study, params, metas)
+    epochs, runs = read_runs(study, Path(runs_root), expected, metas)
     epochs = add_derived(epochs).sort_values(["dataset", "model", "seed", "epoch"]).reset_index(drop=True)
     out = Path(out_dir)
     parquet = io.BytesIO()
@@ -169,12 +283,14 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
     predictions = io.BytesIO()
     median_seed_predictions(run_table, Path(runs_root)).to_parquet(predictions, index=False)
     atomic_write_bytes(out / "predictions.parquet", predictions.getvalue())
-    atomic_write_text(out / "class_counts.csv", _csv(class_counts(study, Path(prepared_root))))
+    atomic_write_text(out / "class_counts.csv", _csv(class_counts(metas)))
     with atomic_directory(out / "feature_maps") as maps_dir:
-        copy_feature_maps(run_table, Path(runs_root), maps_dir)
+        maps = copy_feature_maps(run_table, Path(runs_root), maps_dir)
+    atomic_write_text(out / "feature_maps.csv", _csv(maps))
     curves = mean_curves(epochs)
     for (dataset, model), group in curves.groupby(["dataset", "model"]):
-        atomic_write_text(out / "curves" / f"{dataset}__{model}.csv", _csv(group.drop(columns=["dataset", "model"])))
+        curve = _csv(group.drop(columns=["dataset", "model"]))
+        atomic_write_text(out / "curves" / f"{dataset}__{model}.csv", curve)
     print(f"collected {len(run_table)} runs, {len(epochs)} epoch rows -> {out}/", file=sys.stderr)
     return epochs
 

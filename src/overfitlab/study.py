@@ -9,6 +9,7 @@ import yaml
 
 from .data.controls import check, control_tag
 from .errors import ConfigError, exit_on_config_error, require
+from .runs import run_dir
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -48,7 +49,8 @@ class Study:
         return f"{dataset}{control_tag(label_noise, self.pixels)}"
 
     def run_dir(self, runs_root: Path, dataset: str, model: str, seed: int, label_noise: float) -> Path:
-        return runs_root / self.data_label(dataset, label_noise) / model / f"seed={seed}"
+        """The run's directory: the layout is runs.run_dir's alone."""
+        return run_dir(runs_root, self.data_label(dataset, label_noise), model, seed)
 
 
 def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | None = None) -> Study:

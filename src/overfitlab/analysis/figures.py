@@ -1,0 +1,144 @@
+"""The figure registry: each figure of the report declares itself, in one place, with ``@figure``.
+
+A figure is a function of one ``ReportInputs`` (everything collect wrote, read once) that returns
+a matplotlib figure, or a dict ``{key: figure}`` for one image per key (named ``<name>__<key>``).
+``@figure(name, caption, when)`` registers it: the name is the PNG's file name and the image's
+``alt``, the caption goes under it in the page, ``when(inputs)`` says whether the study has what
+the figure shows (default: always). Figures appear in the order they are registered.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import require
+from ..runs import extra_test_sets
+from . import tables
+
+# What the report reads from collect's output directory (dvc.yaml's report deps list each).
+INPUT_FILES = ["epochs.parquet", "runs.csv", "predictions.parquet", "class_counts.csv",
+               "feature_maps.csv", "feature_maps"]
+
+
+@dataclass(eq=False)  # DataFrames do not compare to a bool
+class ReportInputs:
+    """collect's outputs, read once, plus what figures derive from them (computed on first use)."""
+
+    epochs: pd.DataFrame
+    runs: pd.DataFrame
+    predictions: pd.DataFrame
+    counts: pd.DataFrame
+    feature_maps: pd.DataFrame  # dataset, model, seed, path: whose conv feature maps each file holds
+    prepared_root: Path
+
+    @classmethod
+    def load(cls, metrics_dir: Path, prepared_root: Path) -> ReportInputs:
+        for name in INPUT_FILES:
+            path = metrics_dir / name
+            require(path.exists(), f"{path} not found: run the collect stage first")
+        maps = pd.read_csv(metrics_dir / "feature_maps.csv")
+        maps["path"] = [metrics_dir / "feature_maps" / name for name in maps.pop("file")]
+        return cls(epochs=pd.read_parquet(metrics_dir / "epochs.parquet"),
+                   runs=pd.read_csv(metrics_dir / "runs.csv"),
+                   predictions=pd.read_parquet(metrics_dir / "predictions.parquet"),
+                   counts=pd.read_csv(metrics_dir / "class_counts.csv"), feature_maps=maps,
+                   prepared_root=prepared_root)
+
+    @cached_property
+    def extra_test_sets(self) -> list[str]:
+        """Extra test sets of image-folder datasets (``test_acc/<name>`` columns)."""
+        return extra_test_sets(self.epochs.columns)
+
+    @cached_property
+    def class_order(self) -> dict[str, list[str]]:
+        return tables.class_order(self.counts, self.predictions)
+
+    @cached_property
+    def n_classes(self) -> dict[str, int]:
+        return self.counts.groupby("dataset")["class"].nunique().to_dict()
+
+    @cached_property
+    def image_folders(self) -> dict[str, dict]:
+        """meta.json of each image-folder dataset of the study (skipped files, leakage check, ...)."""
+        metas = {}
+        for dataset in dict.fromkeys(self.counts["dataset"]):
+            meta_file = self.prepared_root / dataset / "meta.json"
+            meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+            if meta.get("loader") == "image_folder":
+                metas[dataset] = meta
+        return metas
+
+    @property
+    def label_noise_varies(self) -> bool:
+        """The study has label noise as an axis (study.label_noise)."""
+        return self.runs["label_noise"].nunique() > 1
+
+
+def always(inputs: ReportInputs) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    caption: str
+    draw: Callable[[ReportInputs], object]
+    when: Callable[[ReportInputs], bool] = always
+
+
+REGISTRY: dict[str, Figure] = {}
+
+
+def figure(name: str, caption: str, when: Callable[[ReportInputs], bool] = always):
+    """Register the decorated function as the figure ``name`` (see the module docstring)."""
+
+    def register(draw: Callable[[ReportInputs], object]):
+        if name in REGISTRY:
+            raise ValueError(f"figure {name!r} is registered twice")
+        REGISTRY[name] = Figure(name, caption, draw, when)
+        return draw
+
+    return register
+
+
+@dataclass(frozen=True)
+class Rendered:
+    name: str  # the PNG's file name without .png; feature_maps__<key> for one image per key
+    caption: str
+    png: bytes
+
+
+def png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def render(inputs: ReportInputs) -> list[Rendered]:
+    """Every registered figure whose ``when`` holds, drawn and encoded as PNG, in registry order."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plots  # noqa: F401  (registers the figures)
+
+    rendered = []
+    for spec in REGISTRY.values():
+        if not spec.when(inputs):
+            continue
+        np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator
+        drawn = spec.draw(inputs)
+        for key, fig in (drawn.items() if isinstance(drawn, dict) else [(None, drawn)]):
+            name = spec.name if key is None else f"{spec.name}__{key}"
+            rendered.append(Rendered(name, spec.caption, png(fig)))
+            plt.close(fig)
+    return rendered

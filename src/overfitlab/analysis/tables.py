@@ -1,0 +1,142 @@
+"""The numbers behind the report: small tables computed from collect's outputs.
+
+Every figure is drawn from one of these, and the tests check them rather than pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..runs import extra_test_sets
+from .stats import bootstrap_ci
+
+BAND_LEVEL = 0.95
+
+
+def final_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """The numbers behind the box plot: final test accuracy (percent) of every run. Each extra test
+    set of an image-folder dataset is a panel of its own, named ``<dataset> | test@<name>``."""
+    keys = ["dataset", "model", "seed"]
+    frames = [runs[keys + ["final_test_acc"]]]
+    for name in extra_test_sets(runs.columns):
+        column = f"final_test_acc/{name}"
+        extra = runs.loc[runs[column].notna(), keys + [column]].rename(columns={column: "final_test_acc"})
+        frames.append(extra.assign(dataset=extra["dataset"] + f" | test@{name}"))
+    table = pd.concat(frames, ignore_index=True)
+    table["test_acc_pct"] = 100.0 * table.pop("final_test_acc")
+    return table.sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
+
+
+def curve_bands(epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LEVEL) -> pd.DataFrame:
+    """Mean over seeds per (dataset, model, metric, epoch) with a t-based confidence band.
+
+    The band is mean +/- t(n-1) * sd / sqrt(n): with the few seeds a study affords, the
+    t quantile (not 1.96) is what makes it a 95 % interval. With one seed the band is the line.
+    """
+    from scipy import stats
+
+    long = epochs.melt(id_vars=["dataset", "model", "seed", "epoch"], value_vars=metrics,
+                       var_name="metric", value_name="value").dropna(subset=["value"])  # extra test sets
+    grouped = long.groupby(["dataset", "model", "metric", "epoch"], sort=True)["value"]
+    bands = grouped.agg(mean="mean", sd="std", n="count").reset_index()
+    half = stats.t.ppf(0.5 + level / 2, (bands["n"] - 1).clip(lower=1)) * bands["sd"] / np.sqrt(bands["n"])
+    half = half.where(bands["n"] > 1, 0.0).fillna(0.0)
+    bands["low"], bands["high"] = bands["mean"] - half, bands["mean"] + half
+    return bands
+
+
+def percent(bands: pd.DataFrame, clip: bool = True) -> pd.DataFrame:
+    """Fractions -> percent; accuracy bands are clipped to the possible 0..100 %."""
+    bands = bands.copy()
+    bands[["mean", "low", "high"]] *= 100
+    if clip:
+        bands[["low", "high"]] = bands[["low", "high"]].clip(0, 100)
+    return bands
+
+
+def _median(values: pd.Series) -> float:
+    return float(values.median()) if values.notna().any() else float("nan")
+
+
+def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and model: parameters, seeds, final accuracies (mean, sd, bootstrap interval),
+    the validation-chosen alternative (epoch of best val_acc, test accuracy there) and, apart,
+    the oracle (max over epochs of test acc: chosen on the test set, optimistic)."""
+    rows = []
+    for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
+        low, high = bootstrap_ci(g["final_test_acc"])
+        rows.append({
+            "dataset": dataset, "model": model, "params": int(g["n_params"].iloc[0]), "seeds": len(g),
+            "test_acc_mean": 100 * g["final_test_acc"].mean(),
+            "test_acc_sd": 100 * g["final_test_acc"].std(ddof=1) if len(g) > 1 else float("nan"),
+            "test_acc_ci_low": 100 * low, "test_acc_ci_high": 100 * high,
+            "train_acc_mean": 100 * g["final_train_acc"].mean(),
+            "gap_mean": 100 * g["final_gap_acc"].mean(),
+            "best_val_epoch_median": _median(g["best_val_epoch"]),
+            "test_acc_at_best_val_mean": 100 * g["test_acc_at_best_val"].mean(),
+            "oracle_best_test_acc_mean": 100 * g["oracle_best_test_acc"].mean(),
+            "fit_epoch_median": _median(g["fit_epoch"]),
+            "seeds_fitted": int(g["fit_epoch"].notna().sum()),
+            "conf_wrong_mean": 100 * g.get("final_test_conf_wrong", pd.Series(dtype=float)).mean(),
+            "ece_mean": g.get("final_test_ece", pd.Series(dtype=float)).mean(),
+            **{f"test_acc_mean/{n}": 100 * g[f"final_test_acc/{n}"].mean()
+               for n in extra_test_sets(g.columns)},  # extra test sets of image folders
+        })
+    return pd.DataFrame(rows)
+
+
+def confusion(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Counts per (dataset, model, true label, predicted label), with the row-normalized fraction."""
+    counts = predictions.groupby(["dataset", "model", "label", "predicted"]).size()
+    counts = counts.rename("count").reset_index()
+    per_true = counts.groupby(["dataset", "model", "label"])["count"].transform("sum")
+    counts["fraction_of_true"] = counts["count"] / per_true
+    return counts
+
+
+def per_class_scores(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall and F1 per class for each (dataset, model); a class never predicted gets
+    precision 0."""
+    rows = []
+    for (dataset, model), p in predictions.groupby(["dataset", "model"], sort=True):
+        for name in sorted(set(p["label"]) | set(p["predicted"])):
+            tp = int(((p.label == name) & (p.predicted == name)).sum())
+            predicted, actual = int((p.predicted == name).sum()), int((p.label == name).sum())
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / actual if actual else 0.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            rows.append({"dataset": dataset, "model": model, "seed": int(p.seed.iloc[0]), "class": name,
+                         "precision": precision, "recall": recall, "f1": f1, "support": actual})
+    return pd.DataFrame(rows)
+
+
+def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model, label-noise fraction p): the randomization test's numbers (percent).
+
+    Test accuracy with its bootstrap interval, final training accuracy on the kept and on the
+    replaced labels, and the time to fit (median epoch over the seeds that reached 99 %).
+    """
+    rows = []
+    for (dataset, model, p), g in runs.groupby(["source_dataset", "model", "label_noise"], sort=True):
+        low, high = bootstrap_ci(g["final_test_acc"])
+        train = 100 * g["final_train_acc"].mean()
+        rows.append({
+            "dataset": dataset, "model": model, "label_noise": p, "seeds": len(g),
+            "test_acc_mean": 100 * g["final_test_acc"].mean(), "test_acc_ci_low": 100 * low,
+            "test_acc_ci_high": 100 * high, "train_acc_mean": train,
+            "train_clean_acc_mean": 100 * g["final_train_clean_acc"].mean() if p else train,
+            "train_corrupted_acc_mean": 100 * g["final_train_corrupted_acc"].mean() if p else float("nan"),
+            "fit_epoch_median": _median(g["fit_epoch"]),
+            "seeds_fitted": int(g["fit_epoch"].notna().sum()), "epochs": int(g["epochs"].max()),
+        })
+    return pd.DataFrame(rows)
+
+
+def class_order(counts: pd.DataFrame, predictions: pd.DataFrame) -> dict[str, list[str]]:
+    """Class names per dataset in the prepared order; a controlled variant (``dataset+...``) shares
+    its dataset's classes."""
+    order = {d: list(dict.fromkeys(g["class"])) for d, g in counts.groupby("dataset")}
+    for dataset in predictions["dataset"].unique():
+        order.setdefault(dataset, order.get(dataset.split("+")[0], sorted(set(predictions["label"]))))
+    return order
