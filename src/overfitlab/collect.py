@@ -110,9 +110,10 @@ def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: d
 
 
 def read_runs(study: Study, runs_root: Path, expected: dict[Path, dict],
-              metas: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Epoch rows and run summaries of the study's runs; every run must be complete and current."""
-    epochs, runs, missing, stale = [], [], [], []
+              metas: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Epoch rows and run summaries of the study's complete runs, and the summaries of its diverged
+    runs (kept out of every statistic, listed by the report); every run must be finished and current."""
+    epochs, runs, diverged, missing, stale = [], [], [], [], []
     for dataset, label_noise, model, seed in itertools.product(study.datasets, study.label_noise,
                                                                 study.models, study.seeds):
         key = study.run_dir(Path(), dataset, model, seed, label_noise)
@@ -121,21 +122,31 @@ def read_runs(study: Study, runs_root: Path, expected: dict[Path, dict],
         if done is None:
             missing.append(str(directory))
             continue
-        if done.get("config_hash") != config_hash(expected[key]):
+        # A run's device kind is its own (a GPU job's runs are collected on a CPU login node).
+        current = expected[key] | {"device_kind": done.get("device_kind", expected[key]["device_kind"])}
+        if done.get("config_hash") != config_hash(current):
             named = (study.data_label(dataset, label_noise), model, seed)
-            stale.append(f"{directory} ({why_stale(directory, done, named, expected[key], metas[dataset])})")
+            stale.append(f"{directory} ({why_stale(directory, done, named, current, metas[dataset])})")
+            continue
+        summary = {k: v for k, v in done.items() if k != "final"} | {
+            "source_dataset": dataset, "label_noise": label_noise, "pixels": study.pixels,
+            "status": done.get("status", "complete")}
+        if summary["status"] == "diverged":
+            diverged.append(summary)
             continue
         epochs.append(pd.read_csv(directory / METRICS))
-        runs.append({k: v for k, v in done.items() if k != "final"}
-                    | {"source_dataset": dataset, "label_noise": label_noise, "pixels": study.pixels})
+        runs.append(summary)
     if missing:
         raise ConfigError(f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "
                           "run `dvc repro` (or the train stage) first")
     if stale:
         raise ConfigError(f"{len(stale)} run(s) were trained with another config than the study now defines, "
                           f"e.g. {stale[0]}: run `dvc repro` (or the train stage) to retrain them")
+    if not epochs:
+        raise ConfigError(f"every run of the study diverged (loss NaN or infinite), e.g. {diverged[0]['dataset']} "
+                          f"{diverged[0]['model']} seed={diverged[0]['seed']}: lower train.lr or check the data")
     table = pd.concat(epochs, ignore_index=True)
-    return table[metric_columns(table.columns)], pd.DataFrame(runs)
+    return table[metric_columns(table.columns)], pd.DataFrame(runs), pd.DataFrame(diverged)
 
 
 def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -270,7 +281,7 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
     metas = read_metas(study, Path(prepared_root))
     params = yaml.safe_load(Path(params_file).read_text())
     expected = expected_identities(study, params, metas)
-    epochs, runs = read_runs(study, Path(runs_root), expected, metas)
+    epochs, runs, diverged = read_runs(study, Path(runs_root), expected, metas)
     epochs = add_derived(epochs).sort_values(["dataset", "model", "seed", "epoch"]).reset_index(drop=True)
     out = Path(out_dir)
     parquet = io.BytesIO()
@@ -278,7 +289,8 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
     atomic_write_bytes(out / "epochs.parquet", parquet.getvalue())
     atomic_write_text(out / "epochs.csv", _csv(epochs))
     run_table = summarize_runs(epochs, runs)
-    atomic_write_text(out / "runs.csv", _csv(run_table))
+    # runs.csv lists diverged runs too (status, diverged_epoch; no final metrics); nothing else has them.
+    atomic_write_text(out / "runs.csv", _csv(pd.concat([run_table, diverged], ignore_index=True)))
     atomic_write_json(out / "summary.json", metrics_summary(run_table))
     predictions = io.BytesIO()
     median_seed_predictions(run_table, Path(runs_root)).to_parquet(predictions, index=False)
@@ -291,7 +303,8 @@ def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: 
     for (dataset, model), group in curves.groupby(["dataset", "model"]):
         curve = _csv(group.drop(columns=["dataset", "model"]))
         atomic_write_text(out / "curves" / f"{dataset}__{model}.csv", curve)
-    print(f"collected {len(run_table)} runs, {len(epochs)} epoch rows -> {out}/", file=sys.stderr)
+    note = f" ({len(diverged)} diverged run(s) listed, left out of the statistics)" if len(diverged) else ""
+    print(f"collected {len(run_table)} runs, {len(epochs)} epoch rows -> {out}/{note}", file=sys.stderr)
     return epochs
 
 

@@ -84,31 +84,6 @@ def training_code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def identity(cfg, meta: dict) -> dict:
-    """What defines a run's numbers (the resolved run config + the prepared data's meta.json):
-    its hash keys the run directory's done-marker.
-
-    Interim copy of ``train.run_identity`` for collect's staleness check, with the training code
-    hashed by ``training_code_hash``; the lead's move of run_identity into this module replaces it.
-    """
-    from omegaconf import OmegaConf
-
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    # No effect on the numbers (tested) or only on the order of float sums, like the thread count.
-    for speed_only in ("progress_bar", "examples_per_step", "vectorize_seeds"):
-        trainer.pop(speed_only, None)
-    return {
-        "dataset": cfg.dataset.name,
-        "data_version": meta["data_version"],
-        "control": OmegaConf.to_container(cfg.control, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
-        "trainer": trainer,
-        "seed": int(cfg.seed),
-        "training_code": training_code_hash(),
-    }
-
-
 def config_hash(identity: dict) -> str:
     return sha256_json(identity)[:12]
 

@@ -110,18 +110,18 @@ class Run:
     """One run of the current config: its directory and the hash that keys it."""
 
     cfg: DictConfig
-    config_hash: str
+    identity: dict
     run_dir: Path
     label: str
 
     @classmethod
     def of(cls, cfg: DictConfig, meta: dict) -> Run:
-        return cls(
-            cfg,
-            runs.config_hash(runs.identity(cfg, meta)),
-            Path(cfg.paths.run_dir),
-            f"{cfg.data_label} {cfg.model.name} seed={cfg.seed}",
-        )
+        return cls(cfg, runs.identity(cfg, meta), Path(cfg.paths.run_dir),
+                   f"{cfg.data_label} {cfg.model.name} seed={cfg.seed}")
+
+    @property
+    def config_hash(self) -> str:
+        return runs.config_hash(self.identity)
 
     def complete(self) -> bool:
         return runs.is_complete(self.run_dir, self.config_hash)
@@ -307,6 +307,8 @@ def _finish(run: Run, logger, fitted: fitting.Fitted, wall: float, job: Job) -> 
         "wall_time_s": round(wall, 3),
         "device": fitted.device,
         "mlflow_run_id": logger.run_id,
+        "torch": run.identity["torch"],
+        "device_kind": run.identity["device_kind"],
         "final": {c: float(final[c]) for c in columns[4:]} if len(table) else {},
     }
     if module.diverged:

@@ -38,6 +38,7 @@ class ReportInputs:
     counts: pd.DataFrame
     feature_maps: pd.DataFrame  # dataset, model, seed, path: whose conv feature maps each file holds
     prepared_root: Path
+    diverged: pd.DataFrame  # runs whose loss became NaN/inf: listed, left out of every statistic
 
     @classmethod
     def load(cls, metrics_dir: Path, prepared_root: Path) -> ReportInputs:
@@ -46,8 +47,10 @@ class ReportInputs:
             require(path.exists(), f"{path} not found: run the collect stage first")
         maps = pd.read_csv(metrics_dir / "feature_maps.csv")
         maps["path"] = [metrics_dir / "feature_maps" / name for name in maps.pop("file")]
+        runs = pd.read_csv(metrics_dir / "runs.csv")
+        complete = runs["status"].fillna("complete") == "complete" if "status" in runs else runs["seed"].notna()
         return cls(epochs=pd.read_parquet(metrics_dir / "epochs.parquet"),
-                   runs=pd.read_csv(metrics_dir / "runs.csv"),
+                   runs=runs[complete].reset_index(drop=True), diverged=runs[~complete].reset_index(drop=True),
                    predictions=pd.read_parquet(metrics_dir / "predictions.parquet"),
                    counts=pd.read_csv(metrics_dir / "class_counts.csv"), feature_maps=maps,
                    prepared_root=prepared_root)

@@ -35,7 +35,7 @@ def summary_html(df: pd.DataFrame) -> str:
         "seeds": df["seeds"],
         "final test acc (%)": [f"{m:.2f}" if pd.isna(s) else f"{m:.2f} ± {s:.2f}"
                                for m, s in zip(df["test_acc_mean"], df["test_acc_sd"], strict=True)],
-        "95 % CI of mean (bootstrap)": ["n < 2" if pd.isna(lo) else f"{lo:.2f} – {hi:.2f}"
+        "95 % CI of mean (t)": ["n < 2" if pd.isna(lo) else f"{lo:.2f} – {hi:.2f}"
                                         for lo, hi in zip(df["test_acc_ci_low"], df["test_acc_ci_high"],
                                                           strict=True)],
         "final train acc (%)": _fmt(df["train_acc_mean"], "{:.2f}"),
@@ -59,8 +59,14 @@ def tests_html(df: pd.DataFrame) -> str | None:
         return None
     shown = df.assign(**{"median A (%)": _fmt(df["median_a"], "{:.2f}"),
                          "median B (%)": _fmt(df["median_b"], "{:.2f}"),
-                         "p": _fmt(df["p"], "{:.3g}"), "Cliff's δ": _fmt(df["cliffs_delta"], "{:+.2f}")})
-    cols = ["dataset", "a", "b", "n_a", "n_b", "median A (%)", "median B (%)", "U", "p", "Cliff's δ", "note"]
+                         "p (exact)": [f"{p:.3g}" if m == "exact" else f"{p:.3g} ({m})"
+                                       for p, m in zip(df["p"], df["p_method"], strict=True)],
+                         "Cliff's δ": _fmt(df["cliffs_delta"], "{:+.2f}"),
+                         "P(A > B)": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(
+                             df["prob_improvement"], df["prob_improvement_low"], df["prob_improvement_high"],
+                             strict=True)]})
+    cols = ["dataset", "a", "b", "n_a", "n_b", "median A (%)", "median B (%)", "U", "p (exact)", "Cliff's δ",
+            "P(A > B)", "note"]
     return _html(shown[cols].rename(columns={"a": "A", "b": "B"}))
 
 
@@ -93,6 +99,9 @@ PROVENANCE = ["dataset", "model", "seed", "final_test_acc", "final_train_acc", "
               "mlflow_run_id"]
 
 
+DIVERGED = ["dataset", "model", "seed", "diverged_epoch", "epochs", "device", "config_hash", "mlflow_run_id"]
+
+
 def render_html(inputs: ReportInputs, figures: list[Rendered], summary: pd.DataFrame, tests: pd.DataFrame,
                 scores: pd.DataFrame, noise: pd.DataFrame | None = None) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -110,4 +119,5 @@ def render_html(inputs: ReportInputs, figures: list[Rendered], summary: pd.DataF
         f1=_html(scores.pivot_table(index="class", columns="model", values="f1"), index=True,
                  float_format=_three),
         scores=_html(scores, float_format=_three),
-        provenance=_html(runs[PROVENANCE], float_format=lambda v: f"{v:.4g}"))
+        provenance=_html(runs[PROVENANCE], float_format=lambda v: f"{v:.4g}"),
+        diverged=_html(inputs.diverged[DIVERGED]) if len(inputs.diverged) else None)

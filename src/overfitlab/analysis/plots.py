@@ -261,7 +261,7 @@ def feature_maps(inputs: ReportInputs):
 
 
 @figure("label_noise", when=lambda inputs: inputs.label_noise_varies,
-        caption="The randomization test (Zhang et al. 2017): final test (solid, 95 % bootstrap band) and "
+        caption="The randomization test (Zhang et al. 2017): final test (solid, 95 % t-interval of the mean) and "
                 "training (dashed) accuracy, and the epochs needed to fit 99 % of the training labels, "
                 "against the fraction p of training labels replaced by random ones (dotted: chance; "
                 "hollow points: seeds that never fitted within the epoch budget).")

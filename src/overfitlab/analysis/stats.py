@@ -53,24 +53,6 @@ def mean_ci(values, level: float = 0.95, axis: int = -1):
     return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
-def bootstrap_ci(values, level: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (scipy); NaN with fewer than two values.
-
-    Deprecated: under-covers badly at few seeds (see the module docstring); use ``mean_ci``.
-    Kept only until the report switches over.
-    """
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    result = stats.bootstrap((values,), np.mean, confidence_level=level, n_resamples=n_resamples,
-                             method="percentile", random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
 def smallest_p(n1: int, n2: int) -> float:
     """The smallest two-sided exact Mann-Whitney p-value possible with these sizes and no ties.
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import extra_test_sets
-from .stats import bootstrap_ci
+from .stats import mean_ci
 
 BAND_LEVEL = 0.95
 
@@ -60,12 +60,12 @@ def _median(values: pd.Series) -> float:
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and model: parameters, seeds, final accuracies (mean, sd, bootstrap interval),
+    """Per dataset and model: parameters, seeds, final accuracies (mean, sd, 95 % t-interval of the mean),
     the validation-chosen alternative (epoch of best val_acc, test accuracy there) and, apart,
     the oracle (max over epochs of test acc: chosen on the test set, optimistic)."""
     rows = []
     for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
-        low, high = bootstrap_ci(g["final_test_acc"])
+        low, high = mean_ci(g["final_test_acc"])
         rows.append({
             "dataset": dataset, "model": model, "params": int(g["n_params"].iloc[0]), "seeds": len(g),
             "test_acc_mean": 100 * g["final_test_acc"].mean(),
@@ -114,12 +114,12 @@ def per_class_scores(predictions: pd.DataFrame) -> pd.DataFrame:
 def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, model, label-noise fraction p): the randomization test's numbers (percent).
 
-    Test accuracy with its bootstrap interval, final training accuracy on the kept and on the
+    Test accuracy with the 95 % t-interval of its mean, final training accuracy on the kept and on the
     replaced labels, and the time to fit (median epoch over the seeds that reached 99 %).
     """
     rows = []
     for (dataset, model, p), g in runs.groupby(["source_dataset", "model", "label_noise"], sort=True):
-        low, high = bootstrap_ci(g["final_test_acc"])
+        low, high = mean_ci(g["final_test_acc"])
         train = 100 * g["final_train_acc"].mean()
         rows.append({
             "dataset": dataset, "model": model, "label_noise": p, "seeds": len(g),
