@@ -449,3 +449,25 @@ def test_the_page_template_ships_with_the_package():
     package = ROOT / "src/overfitlab"
     shipped = {p for pattern in patterns for p in package.glob(pattern)}
     assert package / "analysis/templates/report.html.j2" in shipped
+
+
+def test_a_diverged_run_is_listed_and_left_out_of_every_statistic(project):
+    """A run whose loss became NaN (done.json status "diverged", no finite epoch) must not enter the
+    means, tests or curves, and the report must say which run was left out."""
+    write_known_runs(project)
+    done_file = project / "runs/fashion_mnist/model_d/seed=1/done.json"
+    done = json.loads(done_file.read_text()) | {"status": "diverged", "diverged_epoch": 1, "epochs": 0}
+    done_file.write_text(json.dumps(done))
+    (done_file.parent / "metrics.csv").write_text("dataset,model,seed,epoch\n")
+    collect()
+    runs = pd.read_csv(project / "reports/metrics/runs.csv").set_index(["model", "seed"])
+    assert runs.loc[("model_d", 1), "status"] == "diverged" and pd.isna(runs.loc[("model_d", 1), "final_test_acc"])
+    assert (runs.drop(index=("model_d", 1)).status == "complete").all()
+    summary = json.loads((project / "reports/metrics/summary.json").read_text())["fashion_mnist"]["model_d"]
+    assert summary["n_seeds"] == 1 and summary["test_acc_mean"] == pytest.approx(0.75)
+    epochs = pd.read_parquet(project / "reports/metrics/epochs.parquet")
+    assert not ((epochs.model == "model_d") & (epochs.seed == 1)).any()
+    html = report().read_text()
+    assert "Diverged runs (left out of every statistic below)" in html
+    comparisons = pd.read_csv(project / "reports/figures/comparisons.csv").iloc[0]
+    assert (comparisons.n_a, comparisons.n_b) == (2, 1)
