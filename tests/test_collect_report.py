@@ -2,17 +2,15 @@
 
 import ast
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, compose, run_cli, set_params
 from omegaconf import OmegaConf
-from scipy import stats
 
+from conftest import ROOT, compose, run_cli, set_params
 from overfitlab import runs as run_record
 from overfitlab.analysis import figures
 from overfitlab.analysis.tables import confusion, curve_bands, final_accuracy, per_class_scores, summary_table
@@ -116,15 +114,15 @@ def test_numbers_behind_the_box_plot_and_the_curves(project):
     assert box.query("model == 'mlp_300_100'").test_acc_pct.tolist() == pytest.approx([70.0, 66.0])
     bands = curve_bands(epochs, ["train_acc", "test_acc"])
     b = bands.query("model == 'mlp_300_100' and metric == 'test_acc' and epoch == 2").iloc[0]
-    values = [0.60, 0.64]
-    half = stats.t.ppf(0.975, 1) * np.std(values, ddof=1) / math.sqrt(2)
+    # 0.62 ± t(0.975, df=1) * sd / sqrt(2) = 0.62 ± 12.7062 * 0.0282843 / 1.41421 = 0.62 ± 0.254124
+    half = 0.254124
     assert b["mean"] == pytest.approx(0.62) and b.n == 2
-    assert b.low == pytest.approx(0.62 - half) and b.high == pytest.approx(0.62 + half)
+    assert b.low == pytest.approx(0.62 - half, abs=1e-6) and b.high == pytest.approx(0.62 + half, abs=1e-6)
     train = bands.query("model == 'model_d' and metric == 'train_acc' and epoch == 3").iloc[0]
     assert train["mean"] == pytest.approx(0.76 + 0.3)
     table = summary_table(runs).set_index("model")
     assert table.loc["model_d", "test_acc_mean"] == pytest.approx(76.0)
-    assert table.loc["model_d", "test_acc_sd"] == pytest.approx(100 * np.std([0.75, 0.77], ddof=1))
+    assert table.loc["model_d", "test_acc_sd"] == pytest.approx(1.414214)  # sd of 75, 77
     assert table.loc["mlp_300_100", "best_val_epoch_median"] == 3 and table.loc["model_d", "params"] == 100
     assert table.loc["model_d", "conf_wrong_mean"] == pytest.approx(15.0)  # final 0.1 and 0.2
     # Time to fit (train_acc >= 99 %): model_d seed 0 reaches 0.8 + 0.2 = 1.0 at epoch 2 and seed 1
