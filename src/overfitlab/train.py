@@ -38,12 +38,11 @@ from .data import controls
 from .data.datasets import PreparedDataset, load_prepared
 from .training.batches import SeedBatches, TensorBatches
 from .errors import exit_on_config_error, require
-from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
+from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_json
 from .training.models import conv_feature_maps, count_parameters
+from .runs import training_code_hash
 from .study import conf_dir, preflight
 
-# The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
-TRAINING_CODE = ["train.py", "lightning_module.py", "models.py", "data.py", "controls.py"]
 METRIC_ORDER = ["train_loss", "train_acc", "train_eval_loss", "train_eval_acc",
                 "train_clean_acc", "train_corrupted_acc",
                 "val_loss", "val_acc", "test_loss", "test_acc", "test_conf_wrong", "test_ece"]
@@ -81,7 +80,7 @@ def validate(cfg: DictConfig) -> None:
             f"train.lr={lr!r} must be a positive number")
     require(isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0,
             f"seed={cfg.seed!r} must be a non-negative integer (params.yaml: study.seeds)")
-    controls.check(cfg.control.label_noise, cfg.control.pixels)
+    controls.check_control(cfg.control)
 
 
 def run_identity(cfg: DictConfig, meta: dict) -> dict:
@@ -100,7 +99,7 @@ def run_identity(cfg: DictConfig, meta: dict) -> dict:
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "trainer": trainer,
         "seed": int(cfg.seed),
-        "training_code": sha256_files([Path(__file__).with_name(f) for f in TRAINING_CODE])[:16],
+        "training_code": training_code_hash(),
     }
 
 
@@ -400,8 +399,8 @@ def train(cfg: DictConfig) -> dict | None:
         console.print(f"[dim]= {run.label}: already trained with this config ({run.run_dir}), skipped[/dim]")
         return json.loads((run.run_dir / "done.json").read_text())
     runs = [run] + seed_group(run, data, console)
-    original_labels = data.labels["train"]
-    corrupted = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
+    noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
+    corrupted = noise.changed
     commit = git_commit()
     loggers = [_start(r, data.meta, commit) for r in runs]
     start = time.perf_counter()
@@ -415,7 +414,7 @@ def train(cfg: DictConfig) -> dict | None:
             logger.finish([], status="KILLED")
         raise
     wall = (time.perf_counter() - start) / len(runs)  # with vectorized seeds: each seed's share
-    summaries = [_finish(r, logger, *result, wall, data, original_labels, corrupted, commit, console)
+    summaries = [_finish(r, logger, *result, wall, data, noise, commit, console)
                  for r, logger, result in zip(runs, loggers, fitted)]
     return summaries[0]
 
@@ -435,7 +434,7 @@ def _start(run: Run, meta: dict, commit: str):
 
 
 def _finish(run: Run, mlflow_run, module, n_params: int, device: str, wall: float, data: PreparedDataset,
-            original_labels, corrupted, commit: str, console) -> dict:
+            noise: controls.LabelNoise, commit: str, console) -> dict:
     """Write a trained run's files (done.json last) and close its MLflow run."""
     cfg, run_dir = run.cfg, run.run_dir
     table = pd.DataFrame(module.history)
@@ -457,19 +456,18 @@ def _finish(run: Run, mlflow_run, module, n_params: int, device: str, wall: floa
         np.savez_compressed(buffer, image_index=np.int64(image_index),
                             **{k: v.numpy().astype(np.float16) for k, v in maps.items()})
         atomic_write_bytes(run_dir / "feature_maps.npz", buffer.getvalue())
-    if corrupted.any():  # which training examples the control relabelled
-        relabelled = pd.DataFrame({"example": range(len(corrupted)), "original_label": original_labels.numpy(),
-                                   "label": data.labels["train"].numpy(), "corrupted": corrupted.numpy()})
-        atomic_write_text(run_dir / "train_labels.csv", relabelled.to_csv(index=False))
+    if noise.drawn.any():  # which training examples the control relabelled
+        atomic_write_text(run_dir / "train_labels.csv", noise.table().to_csv(index=False))
     final = table.iloc[-1]
     summary = {"dataset": cfg.data_label, "model": cfg.model.name, "seed": int(cfg.seed),
                "config_hash": run.config_hash, "data_version": data.meta["data_version"], "git_commit": commit,
                "class_names": data.meta["class_names"], "n_params": n_params,
                "epochs": len(table), "wall_time_s": round(wall, 3), "device": device, "mlflow_run_id": mlflow_run.run_id,
-               "final": {c: float(final[c]) for c in columns[4:]}}
+               **noise.record(), "final": {c: float(final[c]) for c in columns[4:]}}
     mlflow_run.client.set_tag(mlflow_run.run_id, "device", device)
     mlflow_run.finish([run_dir / "metrics.csv", run_dir / "config.yaml"],
-                      extra_metrics={"n_params": n_params, "wall_time_s": wall})
+                      extra_metrics={"n_params": n_params, "wall_time_s": wall,
+                                     "labels_changed_share": noise.changed_share})
     atomic_write_json(run_dir / "done.json", summary)  # last: marks the run complete
     console.print(f"[green]✓[/green] {run.label}: test_acc {final['test_acc']:.2%} "
                   f"(train_acc {final['train_acc']:.2%}), {n_params:,} params, {wall:.1f} s on {device}")
