@@ -201,6 +201,8 @@ def to_uint8(array: np.ndarray, bit_depth) -> np.ndarray:
     """8-bit images unchanged; others (12/16-bit, float) mapped linearly to 0..255 and clipped."""
     if array.dtype == np.uint8:
         return array
+    if array.size == 0:
+        return np.zeros(array.shape, np.uint8)
     values = np.nan_to_num(array.astype(np.float64))
     if bit_depth.scale == "percentile":
         low, high = np.percentile(values, list(bit_depth.percentiles))
@@ -215,14 +217,29 @@ def to_uint8(array: np.ndarray, bit_depth) -> np.ndarray:
     return np.rint(np.clip((values - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
+def band_edges(length: int, bands: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Pixel range [lo, hi) of each band (fractions of ``length``); consecutive bands share edges."""
+    return [(round(start * length), round(stop * length)) for start, stop in bands]
+
+
+def to_uint8_by_band(array: np.ndarray, bit_depth, bands: list[tuple[float, float]], axis: str) -> np.ndarray:
+    """``to_uint8`` band by band: with a region split and per-image percentiles, each band is scaled
+    from its own pixels, as if it were a file of its own, so that the validation and test bands never
+    shape how the training tiles look (nor the training band how the test tiles look)."""
+    if array.dtype == np.uint8 or len(bands) == 1 or bit_depth.scale != "percentile":
+        return to_uint8(array, bit_depth)  # one band, or an element-wise mapping: the same either way
+    along = 1 if axis == "x" else 0
+    parts = [to_uint8(np.take(array, np.arange(lo, hi), axis=along), bit_depth)
+             for lo, hi in band_edges(array.shape[along], bands)]
+    return np.concatenate(parts, axis=along)
+
+
 def tile_boxes(height: int, width: int, size: tuple[int, int], stride: tuple[int, int],
                bands: list[tuple[float, float]], axis: str) -> list[tuple[int, int, int]]:
     """(region, top, left) of every whole tile; with several bands (region split) no tile crosses
     a band boundary, so no pixel of one split is in a tile of another."""
     boxes = []
-    for region, (start, stop) in enumerate(bands):
-        along = width if axis == "x" else height
-        lo, hi = round(start * along), round(stop * along)
+    for region, (lo, hi) in enumerate(band_edges(width if axis == "x" else height, bands)):
         y_range = (0, height) if axis == "x" else (lo, hi)
         x_range = (lo, hi) if axis == "x" else (0, width)
         for top in range(y_range[0], y_range[1] - size[0] + 1, stride[0]):
@@ -244,9 +261,10 @@ def resize(tile: np.ndarray, size: int) -> np.ndarray:
 def tile_file(source: Source, opts: dict) -> Tiles:
     """Decode one file and cut it into tiles at output size. Never raises for a bad file: the
     reason comes back in ``error`` (decoders of untrusted files raise many exception types)."""
+    bands = opts["bands"] if source.test_set is None else [(0.0, 1.0)]
     try:
-        pages = read_pages(source.path, opts["pages"] == "each")
-        pages = [to_uint8(select_color(p, opts["color"], opts["channels"]), opts["bit_depth"]) for p in pages]
+        pages = [to_uint8_by_band(select_color(p, opts["color"], opts["channels"]), opts["bit_depth"], bands,
+                                  opts["axis"]) for p in read_pages(source.path, opts["pages"] == "each")]
     except Exception as exc:  # noqa: BLE001
         message = str(exc).splitlines()[0] if str(exc) else ""
         return Tiles(np.zeros((0, 1, 1, 1), np.uint8), error=f"unreadable: {type(exc).__name__}: {message}"[:300])
@@ -262,7 +280,6 @@ def tile_file(source: Source, opts: dict) -> Tiles:
                              f"{width}x{height} px has fewer pixels than dataset.tiles.grid={opts['grid']}")
         else:
             size, stride = (opts["size"],) * 2, (opts["stride"],) * 2
-        bands = opts["bands"] if source.test_set is None else [(0.0, 1.0)]
         for region, top, left in tile_boxes(height, width, size, stride, bands, opts["axis"]):
             tile = page[top:top + size[0], left:left + size[1]]
             if background["active"]:
