@@ -13,7 +13,7 @@ Applied to the training split of a prepared dataset, at training time, fixed by 
     random: with two classes it is a swap the network can learn.)
 
   Either way the mask returned marks the labels that differ from the original ones, and the share
-  actually changed is reported (``ControlResult``).
+  actually changed is reported (``LabelNoise``).
 * ``pixels``: ``shuffled`` applies one fixed pixel permutation to every image (training,
   validation and test alike, so the test set shares the structure that is left); ``random``
   gives each training image its own permutation; ``gaussian`` replaces each training image by
@@ -29,14 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..checks import choice, fraction, int_value
+from ..checks import choice, int_value
+from ..checks import fraction as fraction_value
 
 PIXEL_CONTROLS = ("none", "shuffled", "random", "gaussian")
 LABEL_NOISE_MODES = ("other", "uniform")
 
 
 def check(label_noise, pixels, noise_key: str = "train.label_noise", label_noise_mode: str = "other") -> None:
-    fraction(label_noise, noise_key)
+    fraction_value(label_noise, noise_key)
     choice(pixels, "train.pixels", PIXEL_CONTROLS)
     choice(label_noise_mode, "train.label_noise_mode", LABEL_NOISE_MODES)
 
