@@ -368,3 +368,30 @@ def test_region_band_too_narrow_for_a_tile_names_the_fractions(project, tmp_path
         save_image(root / name / "field.png", field(label, 0, 64, 320))
     _fails_cleanly(project, root, "dataset.split.by=region", "dataset.split.fractions=[0.9,0.05,0.05]",
                    expect="dataset.split.fractions")
+
+
+def test_region_split_scales_each_band_from_its_own_pixels(project, tmp_path):
+    """Per-image percentiles with a region split: the test band (right 20 %) re-acquired much brighter
+    must not change a single training tile, and each band is scaled as if it were a file of its own."""
+    twelve_bit = field(0, 0, 64, 320).astype(np.uint16) * 16
+    brighter = twelve_bit.copy()
+    brighter[:, 256:] = brighter[:, 256:] * 3 + 5000  # only the test band changes
+    paths = {name: save_image(tmp_path / "fields" / f"{name}.tif", image)
+             for name, image in (("plain", twelve_bit), ("bright", brighter))}
+    opts = image_folder.options(compose("prepare", image_folder_overrides(
+        tmp_path / "fields", **{"dataset.split.by": "region", "dataset.image_size": 32})).dataset)
+    assert opts["bit_depth"].scale == "percentile"
+    tiles = {name: image_folder.tile_file(image_folder.Source(str(p), name, 0, name), opts)
+             for name, p in paths.items()}
+    regions = {name: np.array([box[1] for box in t.boxes]) for name, t in tiles.items()}
+    assert np.array_equal(regions["plain"], regions["bright"]) and set(regions["plain"]) == {0, 1, 2}
+    train = regions["plain"] == 0
+    assert np.array_equal(tiles["plain"].images[train], tiles["bright"].images[train])
+    # The training band alone, scaled by its own percentiles, is what the training tiles show.
+    band = image_folder.to_uint8(twelve_bit[:, :192, None], opts["bit_depth"])[..., 0]
+    first = tiles["plain"].boxes[0]
+    assert first[1:4] == (0, 0, 0) and np.array_equal(tiles["plain"].images[0, 0], band[:32, :32])
+    # The bright test band is scaled by its own percentiles too: not saturated, the same tiles.
+    test = regions["plain"] == 2
+    bright, plain = (tiles[name].images[test].astype(int) for name in ("bright", "plain"))
+    assert np.abs(bright - plain).max() <= 1

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from .checks import int_value, is_int, is_number
 from .data import image_folder
 from .data.datasets import RawDataset, load_raw
 from .data.splits import stratified_sample
@@ -28,10 +29,15 @@ from .study import conf_dir, preflight
 def _check_size(key: str, value, available: int, allow_null: bool = True) -> int:
     if value is None and allow_null:
         return available
-    require(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= available,
-            f"params.yaml: {key}={value!r} must be an integer from 1 to {available} "
-            f"(the images available for it){' or null for all' if allow_null else ''}")
-    return int(value)
+    return int_value(value, f"params.yaml: {key}", 1, available,
+                     f"an integer from 1 to {available} (the images available for it)"
+                     + (" or null for all" if allow_null else ""))
+
+
+def _subset(key: str, size, labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``size`` indices of ``pool``, stratified by class; all of it (no draw) for null or its full size."""
+    size = _check_size(key, size, len(pool))
+    return pool if size == len(pool) else stratified_sample(labels, pool, size, rng)
 
 
 def select_classes(raw: RawDataset, classes) -> tuple[RawDataset, list[int]]:
@@ -42,10 +48,11 @@ def select_classes(raw: RawDataset, classes) -> tuple[RawDataset, list[int]]:
     wanted = []
     for c in classes:
         index = raw.class_names.index(c) if isinstance(c, str) and c in raw.class_names else c
-        require(isinstance(index, int) and 0 <= index < n,
+        require(is_int(index) and 0 <= index < n,
                 f"params.yaml: prepare.classes has {c!r}; allowed: 0..{n - 1} or names {raw.class_names}")
         wanted.append(index)
-    require(len(set(wanted)) >= 2, f"params.yaml: prepare.classes={list(classes)} must name at least two distinct classes")
+    require(len(set(wanted)) >= 2,
+            f"params.yaml: prepare.classes={list(classes)} must name at least two distinct classes")
     remap = np.full(n, -1, np.int64)
     remap[wanted] = np.arange(len(wanted))
 
@@ -55,7 +62,7 @@ def select_classes(raw: RawDataset, classes) -> tuple[RawDataset, list[int]]:
 
     tr_x, tr_y, tr_i = keep(raw.train_images, raw.train_labels)
     te_x, te_y, te_i = keep(raw.test_images, raw.test_labels)
-    subset = RawDataset(tr_x, tr_y, te_x, te_y, [raw.class_names[i] for i in wanted])
+    subset = RawDataset(tr_x, tr_y, te_x, te_y, [raw.class_names[i] for i in wanted], raw.source)
     subset.source_index = {"train": tr_i, "test": te_i}  # type: ignore[attr-defined]
     return subset, wanted
 
@@ -74,9 +81,9 @@ def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, 
     p = cfg.prepare
     rotations = list(p.rotations or [])
     for a in rotations:
-        require(isinstance(a, (int, float)) and not isinstance(a, bool) and -360 <= a <= 360,
+        require(is_number(a) and -360 <= a <= 360,
                 f"params.yaml: prepare.rotations has {a!r}; use angles in degrees, e.g. [-5, 5]")
-    require(isinstance(p.split_seed, int), f"params.yaml: prepare.split_seed={p.split_seed!r} must be an integer")
+    int_value(p.split_seed, "params.yaml: prepare.split_seed")
     raw, kept = select_classes(raw, OmegaConf.to_container(p.classes) if p.classes is not None else None)
     source_index = getattr(raw, "source_index", {"train": np.arange(len(raw.train_labels)),
                                                   "test": np.arange(len(raw.test_labels))})
@@ -85,11 +92,9 @@ def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, 
     val_size = _check_size("prepare.val_size", p.val_size, n_train_pool - 1, allow_null=False)
     val_idx = stratified_sample(raw.train_labels, np.arange(n_train_pool), val_size, rng)
     rest = np.setdiff1d(np.arange(n_train_pool), val_idx)
-    train_size = _check_size("prepare.train_size", p.train_size, len(rest))
-    train_idx = rest if train_size == len(rest) else stratified_sample(raw.train_labels, rest, train_size, rng)
-    test_size = _check_size("prepare.test_size", p.test_size, len(raw.test_labels))
+    train_idx = _subset("prepare.train_size", p.train_size, raw.train_labels, rest, rng)
     all_test = np.arange(len(raw.test_labels))
-    test_idx = all_test if test_size == len(all_test) else stratified_sample(raw.test_labels, all_test, test_size, rng)
+    test_idx = _subset("prepare.test_size", p.test_size, raw.test_labels, all_test, rng)
 
     arrays = {
         "train": (raw.train_images[train_idx], raw.train_labels[train_idx]),
@@ -131,7 +136,8 @@ def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_na
             "in_channels": int(images.shape[1]),
             "image_size": int(images.shape[2]),
             "counts": {s: int(len(arrays[s][1])) for s in arrays},
-            "class_counts": {s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist() for s in arrays},
+            "class_counts": {s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist()
+                             for s in arrays},
             "prepare": OmegaConf.to_container(cfg.prepare, resolve=True),
             "data_version": sha256_files(sorted(tmp.glob("*.npy")) + [tmp / "manifest.csv"])[:16],
         }
@@ -149,8 +155,9 @@ def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_na
 def prepare(cfg: DictConfig) -> dict:
     loader = cfg.dataset.get("loader", "torchvision")
     require(loader in ("torchvision", "image_folder"),
-            f"dataset.loader={loader!r} must be torchvision or image_folder (conf/dataset/{cfg.dataset.name}.yaml)")
-    facts = None
+            f"dataset.loader={loader!r} must be torchvision or image_folder "
+            f"(conf/dataset/{cfg.dataset.name}.yaml)")
+    facts, origin = None, cfg.dataset.get("root")
     if loader == "image_folder":
         if cfg.dataset.get("build") and not Path(cfg.dataset.root).exists():
             from hydra.utils import instantiate
@@ -159,9 +166,12 @@ def prepare(cfg: DictConfig) -> dict:
             instantiate(cfg.dataset.build)
         arrays, manifest, class_names, facts = image_folder.build(cfg)
     else:
-        arrays, manifest, class_names = build_splits(load_raw(cfg.dataset), cfg)
+        raw = load_raw(cfg.dataset)
+        origin = raw.source
+        arrays, manifest, class_names = build_splits(raw, cfg)
     meta = write_prepared(Path(cfg.out_dir), arrays, manifest, class_names, cfg, facts)
-    print(f"prepared {cfg.dataset.name}: " + ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
+    print(f"prepared {cfg.dataset.name} (from {origin}): "
+          + ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
           + f" images, {len(class_names)} classes, data_version {meta['data_version']} -> {cfg.out_dir}")
     if facts is not None:
         unreadable = [s for s in facts["skipped"] if not s["reason"].startswith("ignored")]

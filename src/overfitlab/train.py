@@ -95,7 +95,7 @@ def validate(cfg: DictConfig) -> None:
         isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0,
         f"seed={cfg.seed!r} must be a non-negative integer (params.yaml: study.seeds)",
     )
-    controls.check(cfg.control.label_noise, cfg.control.pixels)
+    controls.check_control(cfg.control)
 
 
 def with_seed(cfg: DictConfig, seed: int) -> DictConfig:
@@ -163,12 +163,11 @@ def _raise_killed(signum, frame):
 
 @dataclass
 class Job:
-    """What every run of one job shares: the data (controls applied), the untouched training labels,
-    the mask of training labels a control changed, the code version and the console."""
+    """What every run of one job shares: the data (controls applied), the label noise applied (which
+    training labels were drawn and which actually changed), the code version and the console."""
 
     data: PreparedDataset
-    original_labels: torch.Tensor
-    corrupted: torch.Tensor
+    noise: controls.LabelNoise
     commit: str
     console: object
 
@@ -191,9 +190,9 @@ def train(cfg: DictConfig) -> dict | None:
         console.print(f"[dim]= {run.label}: already trained with this config ({run.run_dir}), skipped[/dim]")
         return runs.read_done(run.run_dir)
     group = [run] + seed_group(run, data, console)
-    original_labels = data.labels["train"]
-    corrupted = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
-    job = Job(data, original_labels, corrupted, git_commit(), console)
+    noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
+    corrupted = noise.changed  # the clean/corrupted accuracy split is on labels that actually changed
+    job = Job(data, noise, git_commit(), console)
     loggers = [_start(r, data.meta, job.commit) for r in group]
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a scheduler's library handles it
         signal.signal(signal.SIGTERM, _raise_killed)
@@ -270,16 +269,7 @@ def _finish(run: Run, logger, fitted: fitting.Fitted, wall: float, job: Job) -> 
     table.insert(0, "dataset", cfg.data_label)
     image_index = int(cfg.trainer.feature_map_image)
     maps = {} if module.diverged else conv_feature_maps(module.net, data.images["test"][image_index].cpu())
-    relabelled = None
-    if job.corrupted.any():  # which training examples the control relabelled
-        relabelled = pd.DataFrame(
-            {
-                "example": range(len(job.corrupted)),
-                "original_label": job.original_labels.numpy(),
-                "label": data.labels["train"].numpy(),
-                "corrupted": job.corrupted.numpy(),
-            }
-        )
+    relabelled = job.noise.table() if job.noise.drawn.any() else None  # which labels a control drew
     predictions = torch.cat(module.test_predictions).cpu().numpy() if module.test_predictions else None
     runs.write_files(
         run.run_dir,
@@ -309,6 +299,7 @@ def _finish(run: Run, logger, fitted: fitting.Fitted, wall: float, job: Job) -> 
         "mlflow_run_id": logger.run_id,
         "torch": run.identity["torch"],
         "device_kind": run.identity["device_kind"],
+        **job.noise.record(),
         "final": {c: float(final[c]) for c in columns[4:]} if len(table) else {},
     }
     if module.diverged:
@@ -319,7 +310,11 @@ def _finish(run: Run, logger, fitted: fitting.Fitted, wall: float, job: Job) -> 
     logger.finish(
         [run.run_dir / runs.METRICS, run.run_dir / runs.CONFIG],
         status="FAILED" if module.diverged else "FINISHED",
-        extra_metrics={"n_params": fitted.n_params, "wall_time_s": wall},
+        extra_metrics={
+            "n_params": fitted.n_params,
+            "wall_time_s": wall,
+            "labels_changed_share": job.noise.changed_share,
+        },
     )
     runs.write_done(run.run_dir, summary)  # last: marks the run complete (or diverged)
     if module.diverged:

@@ -48,8 +48,10 @@ def build(raw_dir: str | Path = "data/raw") -> tuple[Path, Path]:
         for name in CLASSES:
             (root / name).mkdir()
         (root / "brick" / "field.png").write_bytes(_png(fields["brick"]))
-        (root / "grass" / "field.tif").write_bytes(_tiff(fields["grass"].astype(np.uint16) * 16))  # 12-bit range
-        (root / "gravel" / "field.png").write_bytes(_png(np.repeat(fields["gravel"][..., None], 3, axis=2)))  # RGB
+        twelve_bit = fields["grass"].astype(np.uint16) * 16
+        (root / "grass" / "field.tif").write_bytes(_tiff(twelve_bit))
+        rgb = np.repeat(fields["gravel"][..., None], 3, axis=2)
+        (root / "gravel" / "field.png").write_bytes(_png(rgb))
         (root / "brick" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
         (root / "grass" / "._field.tif").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble phantom
         (root / "gravel" / "notes.txt").write_text("gravel field, acquired on the old camera\n")
@@ -61,7 +63,8 @@ def build(raw_dir: str | Path = "data/raw") -> tuple[Path, Path]:
             band = fields[name][:, round((1 - TEST_BAND) * fields[name].shape[1]):].astype(np.float64) / 255
             shifted = 0.8 * band ** 1.1 + rng.normal(0, 0.02, band.shape)
             (root / name).mkdir()
-            (root / name / "field.tif").write_bytes(_tiff(np.rint(np.clip(shifted, 0, 1) * 4095).astype(np.uint16)))
+            twelve_bit = np.rint(np.clip(shifted, 0, 1) * 4095).astype(np.uint16)
+            (root / name / "field.tif").write_bytes(_tiff(twelve_bit))
     return raw_dir / "textures", raw_dir / "textures_shifted"
 
 

@@ -28,7 +28,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from ..checks import choice, int_value, is_int, number_list, positive_int
 from ..errors import ConfigError, require
+from ..machine import cpu_count
 from .splits import stratified_sample
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luminance, as PIL's convert("L")
@@ -101,7 +103,8 @@ def walk_images(directory: Path, extensions: set[str]) -> tuple[list[Path], list
 
 
 def class_folders(root: Path, key: str) -> list[str]:
-    require(root.is_dir(), f"{key}={str(root)!r} is not a folder: point it at a folder with one sub-folder per class")
+    require(root.is_dir(),
+            f"{key}={str(root)!r} is not a folder: point it at a folder with one sub-folder per class")
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not _hidden(e.name))
 
 
@@ -120,19 +123,21 @@ def find_sources(dataset) -> tuple[list[str], list[Source], list[dict]]:
         if test_set:
             found = class_folders(set_root, f"dataset.extra_test_sets.{test_set}")
             unknown = sorted(set(found) - set(classes))
-            require(not unknown, f"dataset.extra_test_sets.{test_set}: class folder(s) {unknown} are not classes "
-                                 f"of dataset.root {classes}: rename or remove them")
+            require(not unknown, f"dataset.extra_test_sets.{test_set}: class folder(s) {unknown} are not "
+                                 f"classes of dataset.root {classes}: rename or remove them")
         for label, name in enumerate(classes):
             folder = set_root / name
             if not folder.is_dir():
                 continue
             files, ignored = walk_images(folder, extensions)
-            skipped += [{"file": prefix + p.relative_to(set_root).as_posix(), "reason": r} for p, r in ignored]
+            skipped += [{"file": prefix + p.relative_to(set_root).as_posix(), "reason": r}
+                        for p, r in ignored]
             for path in files:
                 inside = path.relative_to(folder).as_posix()
                 match = pattern.search(inside) if pattern else None
                 group = (match.group(1) if match and match.groups() else match.group(0)) if match else inside
-                sources.append(Source(str(path), f"{prefix}{name}/{inside}", label, f"{prefix}{name}/{group}", test_set))
+                sources.append(Source(str(path), f"{prefix}{name}/{inside}", label, f"{prefix}{name}/{group}",
+                                      test_set))
     return classes, sources, skipped
 
 
@@ -193,7 +198,8 @@ def select_color(array: np.ndarray, mode: str, channels) -> np.ndarray:
     if mode == "mono" and array.shape[2] > 1:
         weights = LUMA if array.shape[2] == 3 else np.full(array.shape[2], 1 / array.shape[2])
         mono = array.astype(np.float64) @ weights
-        return (np.rint(mono).astype(np.uint8) if array.dtype == np.uint8 else mono.astype(np.float32))[..., None]
+        mono = np.rint(mono).astype(np.uint8) if array.dtype == np.uint8 else mono.astype(np.float32)
+        return mono[..., None]
     return array
 
 
@@ -201,6 +207,8 @@ def to_uint8(array: np.ndarray, bit_depth) -> np.ndarray:
     """8-bit images unchanged; others (12/16-bit, float) mapped linearly to 0..255 and clipped."""
     if array.dtype == np.uint8:
         return array
+    if array.size == 0:
+        return np.zeros(array.shape, np.uint8)
     values = np.nan_to_num(array.astype(np.float64))
     if bit_depth.scale == "percentile":
         low, high = np.percentile(values, list(bit_depth.percentiles))
@@ -215,14 +223,29 @@ def to_uint8(array: np.ndarray, bit_depth) -> np.ndarray:
     return np.rint(np.clip((values - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
+def band_edges(length: int, bands: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Pixel range [lo, hi) of each band (fractions of ``length``); consecutive bands share edges."""
+    return [(round(start * length), round(stop * length)) for start, stop in bands]
+
+
+def to_uint8_by_band(array: np.ndarray, bit_depth, bands: list[tuple[float, float]], axis: str) -> np.ndarray:
+    """``to_uint8`` band by band: with a region split and per-image percentiles, each band is scaled
+    from its own pixels, as if it were a file of its own, so that the validation and test bands never
+    shape how the training tiles look (nor the training band how the test tiles look)."""
+    if array.dtype == np.uint8 or len(bands) == 1 or bit_depth.scale != "percentile":
+        return to_uint8(array, bit_depth)  # one band, or an element-wise mapping: the same either way
+    along = 1 if axis == "x" else 0
+    parts = [to_uint8(np.take(array, np.arange(lo, hi), axis=along), bit_depth)
+             for lo, hi in band_edges(array.shape[along], bands)]
+    return np.concatenate(parts, axis=along)
+
+
 def tile_boxes(height: int, width: int, size: tuple[int, int], stride: tuple[int, int],
                bands: list[tuple[float, float]], axis: str) -> list[tuple[int, int, int]]:
     """(region, top, left) of every whole tile; with several bands (region split) no tile crosses
     a band boundary, so no pixel of one split is in a tile of another."""
     boxes = []
-    for region, (start, stop) in enumerate(bands):
-        along = width if axis == "x" else height
-        lo, hi = round(start * along), round(stop * along)
+    for region, (lo, hi) in enumerate(band_edges(width if axis == "x" else height, bands)):
         y_range = (0, height) if axis == "x" else (lo, hi)
         x_range = (lo, hi) if axis == "x" else (0, width)
         for top in range(y_range[0], y_range[1] - size[0] + 1, stride[0]):
@@ -244,12 +267,14 @@ def resize(tile: np.ndarray, size: int) -> np.ndarray:
 def tile_file(source: Source, opts: dict) -> Tiles:
     """Decode one file and cut it into tiles at output size. Never raises for a bad file: the
     reason comes back in ``error`` (decoders of untrusted files raise many exception types)."""
+    bands = opts["bands"] if source.test_set is None else [(0.0, 1.0)]
     try:
-        pages = read_pages(source.path, opts["pages"] == "each")
-        pages = [to_uint8(select_color(p, opts["color"], opts["channels"]), opts["bit_depth"]) for p in pages]
+        pages = [to_uint8_by_band(select_color(p, opts["color"], opts["channels"]), opts["bit_depth"], bands,
+                                  opts["axis"]) for p in read_pages(source.path, opts["pages"] == "each")]
     except Exception as exc:  # noqa: BLE001
         message = str(exc).splitlines()[0] if str(exc) else ""
-        return Tiles(np.zeros((0, 1, 1, 1), np.uint8), error=f"unreadable: {type(exc).__name__}: {message}"[:300])
+        return Tiles(np.zeros((0, 1, 1, 1), np.uint8),
+                     error=f"unreadable: {type(exc).__name__}: {message}"[:300])
     background = opts["background"]
     tiles, boxes, dropped = [], [], 0
     for index, page in enumerate(pages):
@@ -262,7 +287,6 @@ def tile_file(source: Source, opts: dict) -> Tiles:
                              f"{width}x{height} px has fewer pixels than dataset.tiles.grid={opts['grid']}")
         else:
             size, stride = (opts["size"],) * 2, (opts["stride"],) * 2
-        bands = opts["bands"] if source.test_set is None else [(0.0, 1.0)]
         for region, top, left in tile_boxes(height, width, size, stride, bands, opts["axis"]):
             tile = page[top:top + size[0], left:left + size[1]]
             if background["active"]:
@@ -287,73 +311,76 @@ def tile_file(source: Source, opts: dict) -> Tiles:
 # ---------------------------------------------------------------- options and checks
 
 
-def _number_list(value, key: str, length: int | None = None) -> list:
-    ok = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    require(ok and (length is None or len(value) == length),
-            f"{key}={value!r} must be a list of {length or 'some'} numbers")
-    return list(value)
+def _channels(dataset) -> list[int] | None:
+    if dataset.color != "pick":
+        return None
+    channels = dataset.channels
+    require(isinstance(channels, (list, tuple)) or OmegaConf.is_list(channels),
+            f"dataset.channels={channels!r}: with color: pick list the channel indices, e.g. [1]")
+    channels = list(channels)
+    require(channels and all(is_int(c) and c >= 0 for c in channels),
+            f"dataset.channels={channels!r} must list channel indices (0 = first), e.g. [1]")
+    return channels
 
 
-def _positive(value, key: str) -> int:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-            f"{key}={value!r} must be a positive integer")
-    return int(value)
+def _bands(split) -> list[tuple[float, float]]:
+    """Train, val and test bands (fractions of the image) for a region split; one band otherwise."""
+    fractions = number_list(split.fractions, "dataset.split.fractions", 3)
+    require(all(f > 0 for f in fractions) and abs(sum(fractions) - 1) < 1e-6,
+            f"dataset.split.fractions={fractions} must be three positive fractions (train, val, test) "
+            "summing to 1")
+    choice(split.by, "dataset.split.by", ("source", "region"))
+    choice(split.axis, "dataset.split.axis", ("x", "y"))
+    if split.group_pattern:
+        try:
+            re.compile(split.group_pattern)
+        except re.error as exc:
+            raise ConfigError(f"dataset.split.group_pattern={split.group_pattern!r} is not a regular "
+                              f"expression: {exc}") from None
+    if split.by != "region":
+        return [(0.0, 1.0)]
+    edges = np.cumsum([0.0] + fractions)
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _check_bit_depth(bit_depth) -> None:
+    choice(bit_depth.scale, "dataset.bit_depth.scale", ("percentile", "fixed"))
+    low, high = number_list(bit_depth.percentiles, "dataset.bit_depth.percentiles", 2)
+    require(0 <= low < high <= 100,
+            f"dataset.bit_depth.percentiles=[{low}, {high}] must be 0 <= low < high <= 100")
+    if bit_depth.range is not None:
+        low, high = number_list(bit_depth.range, "dataset.bit_depth.range", 2)
+        require(low < high, f"dataset.bit_depth.range=[{low}, {high}] must have low < high")
 
 
 def options(dataset) -> dict:
     """The dataset config checked (one-line errors naming the key) and flattened for the workers."""
     d = dataset
-    require(d.pages in ("first", "each"), f"dataset.pages={d.pages!r} must be first or each")
-    require(d.color in ("keep", "mono", "pick"), f"dataset.color={d.color!r} must be keep, mono or pick")
-    channels = None
-    if d.color == "pick":
-        channels = d.channels
-        require(isinstance(channels, (list, tuple)) or OmegaConf.is_list(channels),
-                f"dataset.channels={channels!r}: with color: pick list the channel indices, e.g. [1]")
-        channels = list(channels)
-        require(channels and all(isinstance(c, int) and c >= 0 for c in channels),
-                f"dataset.channels={channels!r} must list channel indices (0 = first), e.g. [1]")
-    require(d.bit_depth.scale in ("percentile", "fixed"),
-            f"dataset.bit_depth.scale={d.bit_depth.scale!r} must be percentile or fixed")
-    low, high = _number_list(list(d.bit_depth.percentiles), "dataset.bit_depth.percentiles", 2)
-    require(0 <= low < high <= 100, f"dataset.bit_depth.percentiles=[{low}, {high}] must be 0 <= low < high <= 100")
-    if d.bit_depth.range is not None:
-        low, high = _number_list(list(d.bit_depth.range), "dataset.bit_depth.range", 2)
-        require(low < high, f"dataset.bit_depth.range=[{low}, {high}] must have low < high")
+    choice(d.pages, "dataset.pages", ("first", "each"))
+    choice(d.color, "dataset.color", ("keep", "mono", "pick"))
+    _check_bit_depth(d.bit_depth)
     grid = None
     if d.tiles.grid is not None:
-        grid = [_positive(v, "dataset.tiles.grid") for v in _number_list(list(d.tiles.grid), "dataset.tiles.grid", 2)]
-    size = _positive(d.tiles.size, "dataset.tiles.size")
-    stride = size if d.tiles.stride is None else _positive(d.tiles.stride, "dataset.tiles.stride")
-    fractions = _number_list(list(d.split.fractions), "dataset.split.fractions", 3)
-    require(all(f > 0 for f in fractions) and abs(sum(fractions) - 1) < 1e-6,
-            f"dataset.split.fractions={fractions} must be three positive fractions (train, val, test) summing to 1")
-    require(d.split.by in ("source", "region"), f"dataset.split.by={d.split.by!r} must be source or region")
-    require(d.split.axis in ("x", "y"), f"dataset.split.axis={d.split.axis!r} must be x or y")
-    if d.split.group_pattern:
-        try:
-            re.compile(d.split.group_pattern)
-        except re.error as exc:
-            raise ConfigError(f"dataset.split.group_pattern={d.split.group_pattern!r} is not a regular expression: {exc}") from None
-    edges = np.cumsum([0.0] + fractions)
-    bands = [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:])] if d.split.by == "region" else [(0.0, 1.0)]
+        grid = [positive_int(v, "dataset.tiles.grid")
+                for v in number_list(d.tiles.grid, "dataset.tiles.grid", 2)]
+    size = positive_int(d.tiles.size, "dataset.tiles.size")
+    stride = size if d.tiles.stride is None else positive_int(d.tiles.stride, "dataset.tiles.stride")
+    bands = _bands(d.split)
     for flip in d.augment.flips:
-        require(flip in FLIPS, f"dataset.augment.flips has {flip!r}; allowed: {sorted(FLIPS)}")
-    rotations = _number_list(list(d.augment.rotations), "dataset.augment.rotations")
+        choice(flip, "dataset.augment.flips", sorted(FLIPS))
+    rotations = number_list(d.augment.rotations, "dataset.augment.rotations")
     require(rotations, "dataset.augment.rotations is empty: list at least 0 (the tile itself)")
-    require(d.on_leak in ("error", "warn"), f"dataset.on_leak={d.on_leak!r} must be error or warn")
+    choice(d.on_leak, "dataset.on_leak", ("error", "warn"))
     background = {k: d.background[k] for k in ("min_mean", "max_mean", "min_std")}
     background["active"] = any(v is not None for v in background.values())
-    return {"pages": d.pages, "color": d.color, "channels": channels, "bit_depth": d.bit_depth,
+    return {"pages": d.pages, "color": d.color, "channels": _channels(d), "bit_depth": d.bit_depth,
             "grid": grid, "size": size, "stride": stride, "bands": bands, "axis": d.split.axis,
-            "background": background, "image_size": _positive(d.image_size, "dataset.image_size"),
+            "background": background, "image_size": positive_int(d.image_size, "dataset.image_size"),
             "rotations": rotations, "flips": list(d.augment.flips), "augment_splits": list(d.augment.splits)}
 
 
 def _workers(value) -> int:
-    if value is not None:
-        return _positive(value, "dataset.workers")
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpu_count() if value is None else positive_int(value, "dataset.workers")
 
 
 def tile_all(sources: list[Source], opts: dict, workers: int):
@@ -372,7 +399,7 @@ def assign_groups(groups: list[str], labels: list[int], fractions: list[float], 
     """Split index (0 train, 1 val, 2 test) per group, stratified by class: each class's groups are
     shuffled (seeded) and cut by the fractions, at least one group per split."""
     by_class: dict[int, list[str]] = {}
-    for group, label in sorted(set(zip(groups, labels))):
+    for group, label in sorted(set(zip(groups, labels, strict=True))):
         by_class.setdefault(label, []).append(group)
     assignment = {}
     for label, members in sorted(by_class.items()):
@@ -405,13 +432,15 @@ def rotate_reflect(images: np.ndarray, angle: float) -> np.ndarray:
     return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
-def augment(images: np.ndarray, rotations: list[float], flips: list[str]) -> list[tuple[float, str, np.ndarray]]:
+def augment(images: np.ndarray, rotations: list[float],
+            flips: list[str]) -> list[tuple[float, str, np.ndarray]]:
     """(rotation, flip, copies) for every angle and every flip (``none`` first)."""
     copies = []
     for angle in rotations:
         rotated = rotate_reflect(images, float(angle))
         copies.append((float(angle), "none", rotated))
-        copies += [(float(angle), flip, np.ascontiguousarray(np.flip(rotated, FLIPS[flip]))) for flip in flips]
+        copies += [(float(angle), flip, np.ascontiguousarray(np.flip(rotated, FLIPS[flip])))
+                   for flip in flips]
     return copies
 
 
@@ -435,109 +464,150 @@ def leakage_check(hashes: pd.Series, splits: pd.Series) -> dict:
 
 # ---------------------------------------------------------------- the whole dataset
 
-
-def _cap(frame: pd.DataFrame, size, key: str, rng: np.random.Generator) -> pd.DataFrame:
-    """At most ``size`` tiles (stratified by class; whole tiles, before augmenting); null = all."""
-    if size is None or size >= len(frame):
-        return frame
-    require(isinstance(size, int) and not isinstance(size, bool) and size >= 1,
-            f"params.yaml: {key}={size!r} must be a positive integer or null (all tiles)")
-    keep = stratified_sample(frame["label"].to_numpy(), np.arange(len(frame)), size, rng)
-    return frame.iloc[keep]
+SPLITS = ["train", "val", "test"]
+FRAME_COLUMNS = ["source", "group", "test_set", "label", "page", "region", "top", "left", "height", "width"]
+MANIFEST_COLUMNS = ["split", "source", "group", "page", "region", "top", "left", "height", "width",
+                    "rotation", "flip", "label", "class", "content_hash"]
 
 
-def build(cfg) -> tuple[dict, pd.DataFrame, list[str], dict]:
-    """Arrays per split, the manifest, class names and the image-folder facts for meta.json."""
-    dataset, p = cfg.dataset, cfg.prepare
-    opts = options(dataset)
-    require(isinstance(p.split_seed, int), f"params.yaml: prepare.split_seed={p.split_seed!r} must be an integer")
-    classes, sources, skipped = find_sources(dataset)
+def decode(sources: list[Source], opts: dict, workers: int, skipped: list[dict]):
+    """Every file's tiles: one frame row per tile (where it came from), the tile arrays per file,
+    and background tiles dropped per class; files that gave nothing are added to ``skipped``."""
     rows, tiles, dropped = [], [], {}
-    for source, result in zip(sources, tile_all(sources, opts, _workers(dataset.workers))):
+    for source, result in zip(sources, tile_all(sources, opts, workers), strict=True):
         dropped[source.label] = dropped.get(source.label, 0) + result.dropped
         if result.error:
             skipped.append({"file": source.name, "reason": result.error})
             continue
         tiles.append(result.images)
-        rows += [{"source": source.name, "group": source.group, "test_set": source.test_set, "label": source.label,
-                  "page": b[0], "region": b[1], "top": b[2], "left": b[3], "height": b[4], "width": b[5]}
-                 for b in result.boxes]
-    frame = pd.DataFrame(rows, columns=["source", "group", "test_set", "label", "page", "region",
-                                        "top", "left", "height", "width"])
-    main = frame[frame.test_set.isna()]
+        rows += [dict(zip(FRAME_COLUMNS, (source.name, source.group, source.test_set, source.label, *box),
+                          strict=True)) for box in result.boxes]
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS), tiles, dropped
+
+
+def _check_every_class_has_tiles(main: pd.DataFrame, classes: list[str], skipped: list[dict], dataset,
+                                 opts: dict) -> None:
     if main.empty and any(s["reason"].startswith("no tiles: no whole tile") for s in skipped):
-        raise ConfigError(f"dataset.tiles: the tile ({opts['grid'] or opts['size']}) is larger than every image "
-                          f"(or region band) of {dataset.root}: use a smaller dataset.tiles.size")
+        raise ConfigError(f"dataset.tiles: the tile ({opts['grid'] or opts['size']}) is larger than every "
+                          f"image (or region band) of {dataset.root}: use a smaller dataset.tiles.size")
     for label, name in enumerate(classes):
         n_skipped = sum(s["file"].startswith(f"{name}/") for s in skipped)
         require((main.label == label).any(),
                 f"{Path(dataset.root) / name}: class {name!r} has no usable image ({n_skipped} entries "
                 "skipped or ignored): add images, fix the files or remove the folder")
-    images = _common_channels(tiles, frame, dataset.color)
 
+
+def assign_splits(frame: pd.DataFrame, classes: list[str], dataset, seed: int) -> list[str]:
+    """Set ``frame.split``: train/val/test by source group or region band, ``test@<name>`` for the
+    extra test sets; returns the names of the extra test sets that have tiles."""
+    main = frame[frame.test_set.isna()]
     if dataset.split.by == "source":
-        assignment = assign_groups(main.group.tolist(), main.label.tolist(), list(dataset.split.fractions), p.split_seed)
+        assignment = assign_groups(main.group.tolist(), main.label.tolist(), list(dataset.split.fractions),
+                                   seed)
         if "too_few" in assignment:
-            name = classes[assignment["too_few"]]
-            raise ConfigError(f"dataset.split.by=source: class {name!r} has too few source images "
-                              f"({main[main.label == assignment['too_few']].group.nunique()}) for a train/val/test split "
+            label = assignment["too_few"]
+            raise ConfigError(f"dataset.split.by=source: class {classes[label]!r} has too few source images "
+                              f"({main[main.label == label].group.nunique()}) for a train/val/test split "
                               "by image: add images or use dataset.split.by=region")
         split_index = main.group.map(assignment)
     else:
         split_index = main.region
-    names = ["train", "val", "test"]
     frame["split"] = None
-    frame.loc[main.index, "split"] = split_index.map(lambda i: names[int(i)])
+    frame.loc[main.index, "split"] = split_index.map(lambda i: SPLITS[int(i)])
     extras = sorted(frame.test_set.dropna().unique())
     for name in dataset.extra_test_sets or {}:
-        require(name in extras, f"dataset.extra_test_sets.{name}: no usable image in {dataset.extra_test_sets[name]} "
-                                "(see the skipped files above): fix the path or the files")
-    frame.loc[frame.test_set.notna(), "split"] = "test@" + frame.test_set[frame.test_set.notna()]
-    rng = np.random.default_rng(p.split_seed)
+        require(name in extras, f"dataset.extra_test_sets.{name}: no usable image in "
+                                f"{dataset.extra_test_sets[name]} (see the skipped files above): "
+                                "fix the path or the files")
+    extra = frame.test_set.notna()
+    frame.loc[extra, "split"] = "test@" + frame.test_set[extra]
+    return extras
+
+
+def _cap(frame: pd.DataFrame, size, key: str, rng: np.random.Generator) -> pd.DataFrame:
+    """At most ``size`` tiles (stratified by class; whole tiles, before augmenting); null = all."""
+    if size is not None:
+        int_value(size, f"params.yaml: {key}", low=1, what="a positive integer or null (all tiles)")
+    if size is None or size >= len(frame):
+        return frame
+    keep = stratified_sample(frame["label"].to_numpy(), np.arange(len(frame)), size, rng)
+    return frame.iloc[keep]
+
+
+def split_arrays(frame: pd.DataFrame, images: np.ndarray, classes: list[str], splits: list[str], opts: dict,
+                 cfg) -> tuple[dict, pd.DataFrame]:
+    """(images, labels) per split, capped, shuffled and augmented (training only, by default), and
+    the manifest: one row per example, with its content hash."""
+    rng = np.random.default_rng(cfg.prepare.split_seed)
     arrays, manifests = {}, []
-    for split in names + [f"test@{n}" for n in extras]:
+    for split in splits:
         part = frame[frame["split"] == split]
-        require(split not in names or part.label.nunique() == len(classes),
-                f"dataset.split.fractions={list(dataset.split.fractions)}: split {split!r} has no tile of "
-                f"class(es) {sorted(set(classes) - {classes[i] for i in part.label})}: widen its fraction or use smaller tiles")
-        if split in names:
-            part = _cap(part, p.get(f"{split}_size"), f"prepare.{split}_size", rng)
-        part = part.iloc[rng.permutation(len(part))]  # mixed classes in every split (first test images of a grid)
+        missing = sorted(set(classes) - {classes[i] for i in part.label})
+        require(split not in SPLITS or not missing,
+                f"dataset.split.fractions={list(cfg.dataset.split.fractions)}: split {split!r} has no "
+                f"tile of class(es) {missing}: widen its fraction or use smaller tiles")
+        if split in SPLITS:
+            part = _cap(part, cfg.prepare.get(f"{split}_size"), f"prepare.{split}_size", rng)
+        part = part.iloc[rng.permutation(len(part))]  # mixed classes (the report shows the first test images)
         x = images[part.index.to_numpy()]
-        copies = augment(x, opts["rotations"], opts["flips"]) if split in opts["augment_splits"] else [(0.0, "none", x)]
-        arrays[split] = (np.concatenate([c for _, _, c in copies]), np.tile(part.label.to_numpy(np.int64), len(copies)))
+        augmented = split in opts["augment_splits"]
+        copies = augment(x, opts["rotations"], opts["flips"]) if augmented else [(0.0, "none", x)]
+        arrays[split] = (np.concatenate([c for _, _, c in copies]),
+                         np.tile(part.label.to_numpy(np.int64), len(copies)))
         for angle, flip, c in copies:
             manifests.append(part.assign(split=split, rotation=angle, flip=flip,
                                          content_hash=[content_hash(t) for t in c]))
     manifest = pd.concat(manifests, ignore_index=True)
     manifest["class"] = [classes[i] for i in manifest.label]
-    manifest = manifest[["split", "source", "group", "page", "region", "top", "left", "height", "width",
-                         "rotation", "flip", "label", "class", "content_hash"]]
+    return arrays, manifest[MANIFEST_COLUMNS]
+
+
+def check_leaks(manifest: pd.DataFrame, on_leak: str) -> dict:
+    """The leakage check of the manifest; a shared tile content stops the stage (``on_leak: error``)."""
     leak = leakage_check(manifest.content_hash, manifest.split)
     if leak["shared_contents"]:
-        example = manifest[manifest.content_hash.duplicated(keep=False)].drop_duplicates(["content_hash", "split"])
-        detail = f"{leak['shared_contents']} tile content(s) in two splits ({leak['pairs']}), e.g. {example.source.iloc[0]}"
-        require(dataset.on_leak == "warn", f"dataset.on_leak=error: {detail}: remove duplicate files, set "
-                                           "dataset.split.group_pattern, or drop flat background tiles (dataset.background.min_std)")
+        shared = manifest[manifest.content_hash.duplicated(keep=False)]
+        example = shared.drop_duplicates(["content_hash", "split"])
+        detail = (f"{leak['shared_contents']} tile content(s) in two splits ({leak['pairs']}), "
+                  f"e.g. {example.source.iloc[0]}")
+        require(on_leak == "warn", f"dataset.on_leak=error: {detail}: remove duplicate files, set "
+                                   "dataset.split.group_pattern, or drop flat background tiles "
+                                   "(dataset.background.min_std)")
         print(f"warning: {detail}")
+    return leak
+
+
+def build(cfg) -> tuple[dict, pd.DataFrame, list[str], dict]:
+    """Arrays per split, the manifest, class names and the image-folder facts for meta.json:
+    find the files, decode and tile them, split (before augmenting), augment, check for leaks."""
+    dataset = cfg.dataset
+    opts = options(dataset)
+    int_value(cfg.prepare.split_seed, "params.yaml: prepare.split_seed")
+    classes, sources, skipped = find_sources(dataset)
+    frame, tiles, dropped = decode(sources, opts, _workers(dataset.workers), skipped)
+    _check_every_class_has_tiles(frame[frame.test_set.isna()], classes, skipped, dataset, opts)
+    images = _common_channels(tiles, dataset.color)
+    extras = assign_splits(frame, classes, dataset, cfg.prepare.split_seed)
+    arrays, manifest = split_arrays(frame, images, classes, SPLITS + [f"test@{n}" for n in extras], opts, cfg)
     facts = {
         "loader": "image_folder",
         "extra_test_sets": extras,
         "source_files": int(frame.source.nunique()),
         "skipped": sorted(skipped, key=lambda s: s["file"]),
         "background_dropped": {classes[k]: int(v) for k, v in sorted(dropped.items())},
-        "leakage": leak,
+        "leakage": check_leaks(manifest, dataset.on_leak),
         "split_by": str(dataset.split.by),
         "groups_per_split": {s: int(frame[frame["split"] == s].group.nunique()) for s in arrays},
     }
     return arrays, manifest, classes, facts
 
 
-def _common_channels(tiles: list[np.ndarray], frame: pd.DataFrame, color: str) -> np.ndarray:
+def _common_channels(tiles: list[np.ndarray], color: str) -> np.ndarray:
     """One array of all tiles; with ``color: keep`` grey tiles become RGB when the folder mixes both."""
     counts = sorted({t.shape[1] for t in tiles})
     if len(counts) > 1:
         require(counts == [1, 3] and color == "keep",
-                f"dataset.color={color}: images have {counts} channels: use color: mono, or pick channels (color: pick)")
+                f"dataset.color={color}: images have {counts} channels: use color: mono, or pick channels "
+                "(color: pick)")
         tiles = [np.repeat(t, 3, axis=1) if t.shape[1] == 1 else t for t in tiles]
     return np.concatenate(tiles)
