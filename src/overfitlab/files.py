@@ -8,9 +8,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

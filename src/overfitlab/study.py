@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from .checks import is_int
 from .data.controls import check, control_tag
 from .errors import ConfigError, exit_on_config_error, require
 from .runs import run_dir
@@ -73,8 +74,7 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | N
     seeds = study["seeds"]
     require(isinstance(seeds, list) and seeds, f"{params_file}: study.seeds must be a non-empty list of integers, e.g. [0, 1, 2]")
     for seed in seeds:
-        require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
-                f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
+        require(is_int(seed) and seed >= 0, f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
     require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
     train = params.get("train") or {}
     pixels = train.get("pixels", "none")

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import runs, sweep
+from . import checks, runs, sweep
 from .data import controls
 from .data.datasets import PreparedDataset, load_prepared
 from .errors import ConfigError, exit_on_config_error, require
@@ -41,61 +41,8 @@ from .study import conf_dir, preflight
 from .training import fitting
 
 
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def validate(cfg: DictConfig) -> None:
-    require(
-        _positive_int(cfg.trainer.max_epochs),
-        f"train.epochs={cfg.trainer.max_epochs!r} must be a positive integer (params.yaml or override)",
-    )
-    require(
-        _positive_int(cfg.trainer.batch_size),
-        f"train.batch_size={cfg.trainer.batch_size!r} must be a positive integer",
-    )
-    require(
-        _positive_int(cfg.trainer.examples_per_step),
-        f"trainer.examples_per_step={cfg.trainer.examples_per_step!r} must be a positive integer",
-    )
-    image = cfg.trainer.feature_map_image
-    require(
-        isinstance(image, int) and not isinstance(image, bool) and image >= 0,
-        f"trainer.feature_map_image={image!r} must be a test-image index (0, 1, ...)",
-    )
-    stopping = cfg.trainer.early_stopping
-    require(
-        stopping.patience is None or _positive_int(stopping.patience),
-        f"trainer.early_stopping.patience={stopping.patience!r} must be null (off) or a positive integer",
-    )
-    require(
-        stopping.monitor in ("val_acc", "val_loss") and stopping.mode in ("max", "min"),
-        f"trainer.early_stopping: monitor {stopping.monitor!r} / mode {stopping.mode!r}; "
-        "allowed: monitor val_acc or val_loss (never a test metric), mode max or min",
-    )
-    vectorize = cfg.trainer.vectorize_seeds
-    require(
-        isinstance(vectorize, bool) or vectorize == "auto",
-        f"trainer.vectorize_seeds={vectorize!r}; allowed: auto, true, false",
-    )
-    require(
-        isinstance(cfg.trainer.allow_tf32, bool),
-        f"trainer.allow_tf32={cfg.trainer.allow_tf32!r}; allowed: true, false",
-    )
-    require(
-        _positive_int(cfg.trainer.eval_batch_size),
-        f"trainer.eval_batch_size={cfg.trainer.eval_batch_size!r} must be a positive integer",
-    )
-    lr = cfg.optimizer.get("lr")
-    require(
-        isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0,
-        f"train.lr={lr!r} must be a positive number",
-    )
-    require(
-        isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and cfg.seed >= 0,
-        f"seed={cfg.seed!r} must be a non-negative integer (params.yaml: study.seeds)",
-    )
-    controls.check_control(cfg.control)
+    checks.run_config(cfg)
 
 
 def with_seed(cfg: DictConfig, seed: int) -> DictConfig:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from ..data.datasets import PreparedDataset
 from ..errors import require
+from ..machine import cpu_count
 from .batches import SeedBatches, TensorBatches
 from .models import count_parameters
 
@@ -31,11 +32,6 @@ class Fitted(NamedTuple):
     module: object
     n_params: int
     device: str
-
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask of a SLURM job or container, not the host's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def parallel_runs(launcher: DictConfig | None) -> int:
