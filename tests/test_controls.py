@@ -171,7 +171,7 @@ def test_training_with_random_labels_reports_clean_and_corrupted_accuracy(prepar
 
 def test_label_noise_mode_is_part_of_the_run_identity(project):
     from overfitlab.runs import config_hash
-    from overfitlab.train import run_identity
+    from overfitlab.runs import identity as run_identity
 
     default = run_identity(compose("train"), {"data_version": "v"})  # params.yaml without the key
     uniform = run_identity(compose("train", ["++train.label_noise_mode=uniform"]), {"data_version": "v"})
