@@ -2,12 +2,18 @@
 
 The default store is the SQLite file ``mlflow.db`` at the project root (absolute URI), shared by
 all studies (``studies/<name>/`` included);
-``MLFLOW_TRACKING_URI`` points it elsewhere. The database and the experiment are created by the
-sweep callback before any job starts, so parallel jobs never race to create them.
+``MLFLOW_TRACKING_URI`` points it elsewhere (a team's tracking server: scripts/mlflow-server.sh).
+The database and the experiment are created by the sweep callback before any job starts, so
+parallel jobs never race to create them.
+
+The experiment is tagged as model training (``mlflow.experimentKind``) and each run logs the data
+it trains on as an MLflow dataset input, so MLflow 3's UI shows training runs with a Dataset
+column rather than its GenAI views.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -19,6 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from .study import project_root
 
 PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
+# The experiment tag MLflow 3's UI reads to tell model training from GenAI experiments
+# (values in mlflow/server/js: genai_development, custom_model_development, ...).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -43,9 +53,12 @@ def client_for(cfg: DictConfig):
         location = None
         if uri.startswith("sqlite:"):
             location = (project_root() / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     else:
         experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag; a user's choice stays
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return client, experiment_id
 
 
@@ -83,10 +96,44 @@ def flatten(prefix: str, obj, out: dict) -> dict:
     return out
 
 
-class RunLogger:
-    """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts."""
+def dataset_of(cfg: DictConfig, meta: dict) -> dict:
+    """The data a run trains on, for ``RunLogger(dataset=...)``: from its config and the prepared
+    data's meta.json. The name includes any randomization control (fashion_mnist+labels0.2), since
+    the run sees other labels; the digest is the prepared data's ``data_version``."""
+    size = int(meta["image_size"])
+    return {"name": str(cfg.data_label), "digest": str(meta["data_version"]),
+            "source": str(Path(cfg.paths.prepared).resolve()),
+            "splits": {split: int(n) for split, n in meta["counts"].items()},
+            "num_classes": len(meta["class_names"]), "image_shape": [int(meta["in_channels"]), size, size]}
 
-    def __init__(self, cfg: DictConfig, resolved: dict, tags: dict[str, str], run_name: str):
+
+def dataset_input(dataset: dict):
+    """An MLflow DatasetInput (context ``training``) from a ``dataset_of`` dict: name and digest
+    for the runs table's Dataset column, the split sizes as its profile, the arrays as its schema."""
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.types import Schema, TensorSpec
+
+    splits = dataset.get("splits", {})
+    profile = {"num_rows": splits.get("train"), "splits": splits, "num_classes": dataset.get("num_classes")}
+    schema = None
+    if dataset.get("image_shape"):
+        schema = json.dumps(TensorDatasetSchema(
+            features=Schema([TensorSpec(np.dtype("uint8"), (-1, *dataset["image_shape"]), "image")]),
+            targets=Schema([TensorSpec(np.dtype("int64"), (-1,), "label")])).to_dict())
+    entity = Dataset(name=dataset["name"], digest=dataset["digest"], source_type="local",
+                     source=json.dumps({"uri": dataset.get("source", "")}), schema=schema,
+                     profile=json.dumps({k: v for k, v in profile.items() if v is not None}))
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])
+
+
+class RunLogger:
+    """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts,
+    and (``dataset``, see ``dataset_of``) the data it trains on as an MLflow dataset input."""
+
+    def __init__(self, cfg: DictConfig, resolved: dict, tags: dict[str, str], run_name: str,
+                 dataset: dict | None = None):
         from mlflow.entities import Param
 
         self.client, experiment_id = client_for(cfg)
@@ -102,6 +149,8 @@ class RunLogger:
         params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
+        if dataset:
+            self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
 
     def log_epoch(self, row: dict) -> None:
         from mlflow.entities import Metric
