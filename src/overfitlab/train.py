@@ -40,6 +40,7 @@ from .training.batches import SeedBatches, TensorBatches
 from .errors import exit_on_config_error, require
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text, git_commit, sha256_files, sha256_json
 from .training.models import conv_feature_maps, count_parameters
+from .runs import training_code_hash
 from .study import conf_dir, preflight
 
 # The source files whose content decides a run's numbers (also the train stage's deps in dvc.yaml).
@@ -100,7 +101,7 @@ def run_identity(cfg: DictConfig, meta: dict) -> dict:
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "trainer": trainer,
         "seed": int(cfg.seed),
-        "training_code": sha256_files([Path(__file__).with_name(f) for f in TRAINING_CODE])[:16],
+        "training_code": training_code_hash(),
     }
 
 
@@ -422,7 +423,7 @@ def train(cfg: DictConfig) -> dict | None:
 
 def _start(run: Run, meta: dict, commit: str):
     """A fresh run directory (anything half-written or stale removed) and the run's MLflow child run."""
-    from .tracking import RunLogger
+    from .tracking import RunLogger, dataset_of
 
     cfg = run.cfg
     shutil.rmtree(run.run_dir, ignore_errors=True)  # half-written or from another config
@@ -431,7 +432,8 @@ def _start(run: Run, meta: dict, commit: str):
             "git_commit": commit, "data_version": meta["data_version"], "config_hash": run.config_hash,
             "run_key": f"{cfg.data_label}/{cfg.model.name}/seed={cfg.seed}/{run.config_hash}",
             "run_dir": str(run.run_dir), "study": cfg.study.name}
-    return RunLogger(cfg, OmegaConf.to_container(cfg, resolve=True), tags, run_name=f"{cfg.model.name} seed={cfg.seed}")
+    return RunLogger(cfg, OmegaConf.to_container(cfg, resolve=True), tags, run_name=f"{cfg.model.name} seed={cfg.seed}",
+                     dataset=dataset_of(cfg, meta))
 
 
 def _finish(run: Run, mlflow_run, module, n_params: int, device: str, wall: float, data: PreparedDataset,
@@ -483,5 +485,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    # Call the module's own main, not this __main__ copy's: joblib's launcher pickles the task
+    # function by value when it lives in __main__ (with its globals: CudnnModule cannot be pickled).
+    from overfitlab import train as _train
+
     preflight(sys.argv[1:])
-    main()
+    _train.main()
