@@ -166,3 +166,42 @@ class RunLogger:
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)
+
+
+# MLflow 3.17's UI chooses between its GenAI and model-training views by a switch kept in the
+# browser (GenAI unless changed), not by the experiment's kind; this query opens the training view.
+UI_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_page(server: str, experiment_id: str) -> str:
+    """The runs page of an experiment in the MLflow UI at ``server``, in the model-training view."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?{UI_TRAINING_VIEW}"
+
+
+def print_experiment_pages(server: str, public: str | None = None) -> None:
+    """Print a link to each study's runs on a tracking server, asked at ``server`` and linked at
+    ``public`` (its address for others; default ``server``). Credentials: MLFLOW_TRACKING_USERNAME
+    and MLFLOW_TRACKING_PASSWORD, as the MLflow client reads them."""
+    import base64
+    import urllib.request
+
+    server = server.rstrip("/")
+    request = urllib.request.Request(f"{server}/api/2.0/mlflow/experiments/search?max_results=1000")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        experiments = json.load(response).get("experiments", [])
+    public = public or server
+    studies = sorted((e for e in experiments if e["name"] != "Default"), key=lambda e: e["name"])
+    if not studies:
+        print(f"  no studies yet: run one with MLFLOW_TRACKING_URI={public}")
+    for experiment in studies:
+        print(f"  {experiment['name']}: {experiment_page(public, experiment['experiment_id'])}")
+
+
+if __name__ == "__main__":  # python -m overfitlab.tracking URL [PUBLIC_URL]: links to each study's runs
+    import sys
+
+    print_experiment_pages(*sys.argv[1:3])
