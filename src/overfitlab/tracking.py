@@ -128,6 +128,23 @@ def dataset_input(dataset: dict):
     return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])
 
 
+def log_dataset(client, run_id: str, dataset: dict, attempts: int = 5) -> None:
+    """Log a ``dataset_of`` dict as the run's dataset input. The jobs of a parallel sweep race to
+    create the same dataset: MLflow's SQL store inserts it when it does not see it yet, and the
+    slower job's insert fails on the unique (experiment, name, digest) key; a retry finds the row
+    the faster one wrote and links it."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=[dataset_input(dataset)])
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 class RunLogger:
     """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts,
     and (``dataset``, see ``dataset_of``) the data it trains on as an MLflow dataset input."""
@@ -150,7 +167,7 @@ class RunLogger:
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         if dataset:
-            self.client.log_inputs(self.run_id, datasets=[dataset_input(dataset)])
+            log_dataset(self.client, self.run_id, dataset)
 
     def log_epoch(self, row: dict) -> None:
         from mlflow.entities import Metric
