@@ -14,6 +14,8 @@
 #   OVERFITLAB_ARTIFACTS    --artifacts-destination: a directory or s3://bucket/prefix
 #                                                                    [$OVERFITLAB_SERVER_DIR/artifacts]
 #   OVERFITLAB_MLFLOW_AUTH  1: basic authentication (--app-name basic-auth)                  [0]
+#   OVERFITLAB_MLFLOW_DEFAULT_PERMISSION  with it, what every user may do with others' experiments:
+#                           READ, EDIT, MANAGE or NO_PERMISSIONS                          [READ]
 #   OVERFITLAB_MLFLOW_WORKERS  server worker processes                                       [4]
 #   OVERFITLAB_PYTHON       the Python with mlflow and psycopg2                     [.venv/bin/python]
 #   PG_BIN                  PostgreSQL's bin directory             [newest /usr/lib/postgresql/*/bin]
@@ -28,7 +30,7 @@ command=${1:-start}
 [[ ${1:-} == "--" ]] && shift
 case $command in
   start | stop | restart | status | env) ;;
-  -h | --help | help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
   *) die "unknown command '$command': use start, stop, restart, status or env (scripts/mlflow-server.sh --help)" ;;
 esac
 
@@ -48,10 +50,13 @@ PG_PORT=${OVERFITLAB_PG_PORT:-$(saved PG_PORT)}
 ARTIFACTS=${OVERFITLAB_ARTIFACTS:-$(saved ARTIFACTS)}; ARTIFACTS=${ARTIFACTS:-$DIR/artifacts}
 AUTH=${OVERFITLAB_MLFLOW_AUTH:-$(saved AUTH)}; AUTH=${AUTH:-0}
 WORKERS=${OVERFITLAB_MLFLOW_WORKERS:-$(saved WORKERS)}; WORKERS=${WORKERS:-4}
+PERMISSION=${OVERFITLAB_MLFLOW_DEFAULT_PERMISSION:-$(saved PERMISSION)}; PERMISSION=${PERMISSION:-READ}
 [[ $PORT =~ ^[0-9]+$ ]] || die "MLFLOW_PORT=$PORT is not a port number"
 [[ -z $PG_PORT || $PG_PORT =~ ^[0-9]+$ ]] || die "OVERFITLAB_PG_PORT=$PG_PORT is not a port number"
 [[ $AUTH == 0 || $AUTH == 1 ]] || die "OVERFITLAB_MLFLOW_AUTH=$AUTH must be 0 or 1"
 [[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "OVERFITLAB_MLFLOW_WORKERS=$WORKERS must be a positive number"
+[[ $PERMISSION =~ ^(READ|EDIT|MANAGE|NO_PERMISSIONS)$ ]] \
+  || die "OVERFITLAB_MLFLOW_DEFAULT_PERMISSION=$PERMISSION must be READ, EDIT, MANAGE or NO_PERMISSIONS"
 case $HOST in 0.0.0.0 | 127.* | localhost | ::) PROBE_HOST=127.0.0.1 ;; *) PROBE_HOST=$HOST ;; esac
 URL="http://$([[ $HOST == 0.0.0.0 ]] && hostname -f 2>/dev/null || echo "$HOST"):$PORT"
 LOCAL_URL="http://$PROBE_HOST:$PORT"
@@ -113,6 +118,7 @@ PG_PORT=$PG_PORT
 ARTIFACTS=$ARTIFACTS
 AUTH=$AUTH
 WORKERS=$WORKERS
+PERMISSION=$PERMISSION
 EOF
 }
 
@@ -179,7 +185,7 @@ auth_config() {  # basic-auth: users in their own database; a generated admin pa
                                > "$password_file")
   (umask 077; cat > "$DIR/basic_auth.ini" <<EOF
 [mlflow]
-default_permission = READ
+default_permission = $PERMISSION
 database_uri = $(backend_uri mlflow_auth)
 admin_username = admin
 admin_password = $(cat "$password_file")
