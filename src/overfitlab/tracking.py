@@ -2,12 +2,18 @@
 
 The default store is the SQLite file ``mlflow.db`` at the project root (absolute URI), shared by
 all studies (``studies/<name>/`` included);
-``MLFLOW_TRACKING_URI`` points it elsewhere. The database and the experiment are created by the
-sweep callback before any job starts, so parallel jobs never race to create them.
+``MLFLOW_TRACKING_URI`` points it elsewhere (a team's tracking server: scripts/mlflow-server.sh).
+The database and the experiment are created by the sweep callback before any job starts, so
+parallel jobs never race to create them.
+
+The experiment is tagged as model training (``mlflow.experimentKind``) and each run logs the data
+it trains on as an MLflow dataset input, so MLflow 3's UI shows training runs with a Dataset
+column rather than its GenAI views.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -20,6 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from .study import project_root
 
 PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
+# The experiment tag MLflow 3's UI reads to tell model training from GenAI experiments
+# (values in mlflow/server/js: genai_development, custom_model_development, ...).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def tracking_uri(configured: str | None = None) -> str:
@@ -44,9 +54,12 @@ def client_for(cfg: DictConfig):
         location = None
         if uri.startswith("sqlite:"):
             location = (project_root() / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     else:
         experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag; a user's choice stays
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return client, experiment_id
 
 
@@ -114,10 +127,61 @@ def flatten(prefix: str, obj, out: dict) -> dict:
     return out
 
 
-class RunLogger:
-    """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts."""
+def dataset_of(cfg: DictConfig, meta: dict) -> dict:
+    """The data a run trains on, for ``RunLogger(dataset=...)``: from its config and the prepared
+    data's meta.json. The name includes any randomization control (fashion_mnist+labels0.2), since
+    the run sees other labels; the digest is the prepared data's ``data_version``."""
+    size = int(meta["image_size"])
+    return {"name": str(cfg.data_label), "digest": str(meta["data_version"]),
+            "source": str(Path(cfg.paths.prepared).resolve()),
+            "splits": {split: int(n) for split, n in meta["counts"].items()},
+            "num_classes": len(meta["class_names"]), "image_shape": [int(meta["in_channels"]), size, size]}
 
-    def __init__(self, cfg: DictConfig, resolved: dict, tags: dict[str, str], run_name: str):
+
+def dataset_input(dataset: dict):
+    """An MLflow DatasetInput (context ``training``) from a ``dataset_of`` dict: name and digest
+    for the runs table's Dataset column, the split sizes as its profile, the arrays as its schema."""
+    import numpy as np
+    from mlflow.data.schema import TensorDatasetSchema
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.types import Schema, TensorSpec
+
+    splits = dataset.get("splits", {})
+    profile = {"num_rows": splits.get("train"), "splits": splits, "num_classes": dataset.get("num_classes")}
+    schema = None
+    if dataset.get("image_shape"):
+        schema = json.dumps(TensorDatasetSchema(
+            features=Schema([TensorSpec(np.dtype("uint8"), (-1, *dataset["image_shape"]), "image")]),
+            targets=Schema([TensorSpec(np.dtype("int64"), (-1,), "label")])).to_dict())
+    entity = Dataset(name=dataset["name"], digest=dataset["digest"], source_type="local",
+                     source=json.dumps({"uri": dataset.get("source", "")}), schema=schema,
+                     profile=json.dumps({k: v for k, v in profile.items() if v is not None}))
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])
+
+
+def log_dataset(client, run_id: str, dataset: dict, attempts: int = 5) -> None:
+    """Log a ``dataset_of`` dict as the run's dataset input. The jobs of a parallel sweep race to
+    create the same dataset: MLflow's SQL store inserts it when it does not see it yet, and the
+    slower job's insert fails on the unique (experiment, name, digest) key; a retry finds the row
+    the faster one wrote and links it."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=[dataset_input(dataset)])
+            return
+        except MlflowException:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+class RunLogger:
+    """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts,
+    and (``dataset``, see ``dataset_of``) the data it trains on as an MLflow dataset input."""
+
+    def __init__(self, cfg: DictConfig, resolved: dict, tags: dict[str, str], run_name: str,
+                 dataset: dict | None = None):
         from mlflow.entities import Param
 
         self.client, experiment_id = client_for(cfg)
@@ -133,6 +197,8 @@ class RunLogger:
         params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
         for start in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
+        if dataset:
+            log_dataset(self.client, self.run_id, dataset)
 
     def log_epoch(self, row: dict) -> None:
         from mlflow.entities import Metric
@@ -151,3 +217,42 @@ class RunLogger:
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)
+
+
+# MLflow 3.17's UI chooses between its GenAI and model-training views by a switch kept in the
+# browser (GenAI unless changed), not by the experiment's kind; this query opens the training view.
+UI_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def experiment_page(server: str, experiment_id: str) -> str:
+    """The runs page of an experiment in the MLflow UI at ``server``, in the model-training view."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?{UI_TRAINING_VIEW}"
+
+
+def print_experiment_pages(server: str, public: str | None = None) -> None:
+    """Print a link to each study's runs on a tracking server, asked at ``server`` and linked at
+    ``public`` (its address for others; default ``server``). Credentials: MLFLOW_TRACKING_USERNAME
+    and MLFLOW_TRACKING_PASSWORD, as the MLflow client reads them."""
+    import base64
+    import urllib.request
+
+    server = server.rstrip("/")
+    request = urllib.request.Request(f"{server}/api/2.0/mlflow/experiments/search?max_results=1000")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        experiments = json.load(response).get("experiments", [])
+    public = public or server
+    studies = sorted((e for e in experiments if e["name"] != "Default"), key=lambda e: e["name"])
+    if not studies:
+        print(f"  no studies yet: run one with MLFLOW_TRACKING_URI={public}")
+    for experiment in studies:
+        print(f"  {experiment['name']}: {experiment_page(public, experiment['experiment_id'])}")
+
+
+if __name__ == "__main__":  # python -m overfitlab.tracking URL [PUBLIC_URL]: links to each study's runs
+    import sys
+
+    print_experiment_pages(*sys.argv[1:3])

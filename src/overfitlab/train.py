@@ -166,7 +166,7 @@ def train(cfg: DictConfig) -> dict | None:
 
 def _start(run: Run, meta: dict, commit: str):
     """A fresh run directory (anything half-written or stale removed) and the run's MLflow child run."""
-    from .tracking import RunLogger
+    from .tracking import RunLogger, dataset_of
 
     cfg = run.cfg
     shutil.rmtree(run.run_dir, ignore_errors=True)  # half-written, failed or from another config
@@ -182,9 +182,9 @@ def _start(run: Run, meta: dict, commit: str):
         "run_dir": str(run.run_dir),
         "study": cfg.study.name,
     }
-    return RunLogger(
-        cfg, OmegaConf.to_container(cfg, resolve=True), tags, run_name=f"{cfg.model.name} seed={cfg.seed}"
-    )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    name = f"{cfg.model.name} seed={cfg.seed}"
+    return RunLogger(cfg, resolved, tags, run_name=name, dataset=dataset_of(cfg, meta))
 
 
 def _fail(run: Run, logger, error: BaseException, job: Job) -> None:
