@@ -39,7 +39,8 @@ def tracking_uri(configured: str | None = None) -> str:
 
 
 def client_for(cfg: DictConfig):
-    """An MlflowClient on the configured store, with the study's experiment created if missing."""
+    """An MlflowClient on the configured store (retried while SQLite is locked), with the study's
+    experiment created if missing."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -48,7 +49,7 @@ def client_for(cfg: DictConfig):
 
     uri = tracking_uri(cfg.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    client = RetryingClient(MlflowClient(uri))
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
         location = None
@@ -174,6 +175,37 @@ def log_dataset(client, run_id: str, dataset: dict, attempts: int = 5) -> None:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
+
+
+class RetryingClient:
+    """An MlflowClient whose calls are retried while a SQLite store is locked by another writer.
+
+    SQLite lets one writer in at a time; the jobs of a parallel sweep (joblib workers, local
+    submitit jobs) share mlflow.db and can find it locked for longer than its busy timeout. Such a
+    call is retried with growing pauses (~30 s in all) instead of failing the run.
+    """
+
+    ATTEMPTS = 8
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+        if not callable(method):
+            return method
+
+        def call(*args, **kwargs):
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    return method(*args, **kwargs)
+                except Exception as error:  # MlflowException or SQLAlchemy's OperationalError
+                    if "database is locked" not in str(error) or attempt == self.ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.25 * 2**attempt)
+            return None
+
+        return call
 
 
 class RunLogger:
