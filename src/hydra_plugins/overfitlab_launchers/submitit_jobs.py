@@ -38,8 +38,11 @@ LOCAL_RESULT_WAIT_S = 2
 
 
 def cores() -> int:
-    """Cores this process may use (as ``overfitlab.training.fitting.cpu_count``, without importing torch)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores this process may use: ``overfitlab.training.fitting.cpu_count`` (which a run's threads
+    follow), repeated here so that Hydra's plugin discovery does not import torch."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    allocated = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return min(cores, int(allocated)) if allocated.isdigit() and int(allocated) > 0 else cores
 
 
 class _AwaitEveryJob:
