@@ -47,6 +47,7 @@ SMALL_STUDY = {
                 "split_seed": 0},
     "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "train_eval_pass": False,
               "label_noise": 0.0, "pixels": "none", "data_seed": 0},
+    "launcher": "local",  # conf/hydra/launcher/ (the train stage's cmd needs it)
 }
 
 

@@ -34,6 +34,13 @@ def _run_dir(runs_root, data_label, model, seed) -> str:
     return str(run_dir(runs_root, data_label, model, seed))
 
 
+def _project_root() -> str:
+    """The project's root (``conf/``, ``.venv/``) from the project or a study directory: launcher presets."""
+    from .study import project_root
+
+    return str(project_root())
+
+
 def _repeat(value, times) -> list:
     """``[value] * times``: e.g. a searched number of hidden layers of one searched width."""
     return [value] * int(times)
@@ -44,3 +51,4 @@ if not OmegaConf.has_resolver("sweep"):
     OmegaConf.register_new_resolver("control_tag", _control_tag)
     OmegaConf.register_new_resolver("repeat", _repeat)
     OmegaConf.register_new_resolver("run_dir", _run_dir)
+    OmegaConf.register_new_resolver("project_root", _project_root)

@@ -1,7 +1,8 @@
 """Stage ``train``: one run per (dataset, model, seed); a Hydra multirun sweeps the study.
 
-    python -m overfitlab.train -m                                    # the whole study (params.yaml)
-    python -m overfitlab.train -m model=deep_network hydra/launcher=joblib hydra.launcher.n_jobs=2
+    python -m overfitlab.train -m                                       # the whole study (params.yaml)
+    python -m overfitlab.train -m hydra/launcher=parallel               # worker processes, one per core
+    python -m overfitlab.train -m hydra/launcher=slurm_gpu              # a SLURM job (and GPU) per run
     python -m overfitlab.train model=cnn_no_pool seed=3 train.epochs=5  # a single run
 
 Each job checks its config, skips a run that is already complete with the same config hash
@@ -9,7 +10,9 @@ Each job checks its config, skips a run that is already complete with the same c
 mirrors it in MLflow (``tracking.py``). A run ends ``complete``, ``diverged`` (its loss became NaN
 or infinite: kept up to the last finite epoch, MLflow FAILED with tag ``diverged``) or ``failed``
 (an error: MLflow FAILED, no done-marker, the sweep goes on and the stage exits non-zero at the
-end naming it; the next ``dvc repro`` retries it). A signal marks the run KILLED and stops.
+end naming it; the next ``dvc repro`` retries it). A signal marks the run KILLED and stops: SIGINT,
+SIGTERM, or, in a submitit job (``hydra/launcher=slurm``), the USR2 with which submitit requeues a job
+SLURM is about to stop (time limit, preemption); the requeued job trains the run again from scratch.
 
 With ``trainer.vectorize_seeds`` on, the first job of a multirun for a (dataset, model, control,
 ...) configuration trains all the sweep's seeds of it at once (``fitting.fit_seeds``) and writes
@@ -151,7 +154,10 @@ def train(cfg: DictConfig) -> dict | None:
             fitted = fitting.fit_seeds(
                 [r.cfg for r in group], data, [lg.log_epoch for lg in loggers], corrupted=corrupted
             )
-    except (KeyboardInterrupt, Killed):
+    except (KeyboardInterrupt, Killed, SystemExit):
+        # Ctrl-C or SIGTERM (which Lightning turns into SystemExit), or a submitit job being requeued
+        # (SystemExit after SIGUSR2, preemption or time limit): the run is KILLED, without done.json,
+        # and its next attempt (the requeued job, or the next sweep) starts it over.
         for logger in loggers:
             logger.finish([], status="KILLED")
         raise

@@ -34,19 +34,31 @@ class Fitted(NamedTuple):
     device: str
 
 
-def parallel_runs(launcher: DictConfig | None) -> int:
-    """How many runs Hydra's launcher runs at once on this machine: joblib's ``n_jobs`` (-1: one per
-    core); submitit's local executor its array parallelism; 1 otherwise (sequential, or a SLURM job
-    that owns its allocated cores)."""
-    if launcher is None:
-        return 1
-    target = str(launcher.get("_target_", ""))
+def _target(launcher: DictConfig | None) -> str:
+    return str(launcher.get("_target_", "")) if launcher is not None else ""
+
+
+def jobs_at_once(launcher: DictConfig | None) -> int:
+    """How many jobs of a sweep Hydra's launcher runs at the same time, on any machine: 1 for the basic
+    launcher; joblib's ``n_jobs`` (-1: one per core); submitit's ``array_parallelism`` (SLURM's array
+    throttle; ``local_jobs``: null = one per core). Hydra's own ``submitit_local`` starts every job at
+    once: at least 2 (every core) is assumed."""
+    target = _target(launcher)
     if "joblib" in target:
         n_jobs = int(launcher.get("n_jobs") or 1)
         return cpu_count() if n_jobs < 0 else n_jobs
-    if "LocalLauncher" in target and "submitit" in target:
-        return int(launcher.get("array_parallelism") or 1)
+    if "submitit" in target:
+        at_once = launcher.get("array_parallelism")
+        if at_once:
+            return int(at_once)
+        return max(2, cpu_count()) if "hydra_submitit_launcher" in target else cpu_count()
     return 1
+
+
+def parallel_runs(launcher: DictConfig | None) -> int:
+    """How many runs the launcher runs at once on this machine: ``jobs_at_once``, except on SLURM, where
+    each job runs alone on the cores SLURM allocated it (``cpus_per_task``)."""
+    return 1 if "SlurmLauncher" in _target(launcher) else jobs_at_once(launcher)
 
 
 def threads_per_run(launcher: DictConfig | None) -> int:
@@ -168,7 +180,7 @@ def _on_device(trainer, data: PreparedDataset, corrupted):
 
 
 def device_name(trainer, seeds: int = 1) -> str:
-    """Where it trained; on a CPU the thread count (it changes float summation order, hence the last digits)."""
+    """Where it trained; on a CPU the thread count (it changes float summation order: the last digits)."""
     cpu = trainer.strategy.root_device.type == "cpu"
     notes = ([f"{torch.get_num_threads()} threads"] if cpu else []) + (
         [f"{seeds} seeds vectorized"] if seeds > 1 else []
@@ -233,7 +245,7 @@ def fit_seeds(
 
 
 def vectorize_wanted(cfg: DictConfig) -> bool:
-    """``trainer.vectorize_seeds``: true, false, or auto = on where it wins (a CUDA GPU; benchmarks/README.md)."""
+    """``trainer.vectorize_seeds``: true, false, or auto = on where it wins (a CUDA GPU; benchmarks/)."""
     mode = cfg.trainer.vectorize_seeds
     if mode == "auto":
         return cfg.trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
@@ -265,6 +277,6 @@ def why_not_vectorized(cfg: DictConfig, data: PreparedDataset) -> str | None:
         )
     if cfg.trainer.early_stopping.patience:
         return "early stopping would stop each seed at its own epoch"
-    if parallel_runs(current_launcher()) > 1:
-        return "a parallel launcher would train the same seeds in two jobs at once"
+    if jobs_at_once(current_launcher()) > 1:  # each job would train the group: the same seeds twice
+        return "the launcher runs jobs in parallel, which would train the same seeds in two jobs at once"
     return None
