@@ -55,8 +55,16 @@ def make_prepared(directory: Path) -> None:
     for split, n in (("train", N_TRAIN), ("val", 100), ("test", 100)):
         np.save(directory / f"{split}_images.npy", rng.integers(0, 256, (n, 1, 28, 28), dtype=np.uint8))
         np.save(directory / f"{split}_labels.npy", rng.integers(0, 10, n).astype(np.int64))
-    (directory / "meta.json").write_text(json.dumps(
-        {"class_names": [str(i) for i in range(10)], "in_channels": 1, "image_size": 28, "data_version": "bench"}))
+    (directory / "meta.json").write_text(
+        json.dumps(
+            {
+                "class_names": [str(i) for i in range(10)],
+                "in_channels": 1,
+                "image_size": 28,
+                "data_version": "bench",
+            }
+        )
+    )
 
 
 def plain_epoch_trainer(model: str, batch: int, threads: int):
@@ -77,8 +85,12 @@ def plain_epoch_trainer(model: str, batch: int, threads: int):
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     device = torch.device("cuda" if os.environ.get("BENCH_ACCELERATOR") == "gpu" else "cpu")
     data = load_prepared(os.environ["BENCH_DATA"])
-    net = instantiate(OmegaConf.load(ROOT / "conf/model" / f"{model}.yaml").net,
-                      in_channels=1, image_size=28, num_classes=10).to(device)
+    net = instantiate(
+        OmegaConf.load(ROOT / "conf/model" / f"{model}.yaml").net,
+        in_channels=1,
+        image_size=28,
+        num_classes=10,
+    ).to(device)
     options = {}  # --plain-optimizer torch: torch's default Adam, as a plain loop writes it
     if os.environ.get("BENCH_PLAIN_OPTIMIZER") == "project":  # the options conf/optimizer/adam.yaml sets
         adam = OmegaConf.to_container(OmegaConf.load(ROOT / "conf/optimizer/adam.yaml"))  # unresolved
@@ -91,7 +103,7 @@ def plain_epoch_trainer(model: str, batch: int, threads: int):
         net.train()
         order = torch.randperm(len(y), device=device)
         for i in range(0, len(y), batch):
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             opt.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
             loss.backward()
@@ -110,19 +122,19 @@ def plain(model: str, batch: int, epochs: int, threads: int) -> list[float]:
     return [N_TRAIN / s for s in seconds[1:]]
 
 
-def _epoch_seconds(model: str, batch: int, epochs: int, threads: int, seeds: int,
-                   before_epoch=None) -> list[float]:
+def _epoch_seconds(
+    model: str, batch: int, epochs: int, threads: int, seeds: int, before_epoch=None
+) -> list[float]:
     """Train with the project's real path (``fit``, or ``fit_seeds`` for several seeds at once); the
     time of each training epoch after the first, timed by a Lightning callback (``before_epoch`` is
     called, untimed, at the start of each epoch)."""
     import lightning as L
+    import torch
     from hydra import compose, initialize_config_dir
 
     import overfitlab  # noqa: F401
-    from overfitlab.training import fitting as train_stage
     from overfitlab.data.datasets import load_prepared
-
-    import torch
+    from overfitlab.training import fitting as train_stage
 
     seconds: list[float] = []
 
@@ -146,10 +158,20 @@ def _epoch_seconds(model: str, batch: int, epochs: int, threads: int, seeds: int
 
     os.chdir(ROOT)
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfgs = [compose("train", [f"model={model}", f"train.batch_size={batch}", f"train.epochs={epochs}",
-                                  f"trainer.threads={threads}", f"trainer.accelerator={os.environ['BENCH_ACCELERATOR']}",
-                                  f"seed={seed}"])
-                for seed in range(seeds)]
+        cfgs = [
+            compose(
+                "train",
+                [
+                    f"model={model}",
+                    f"train.batch_size={batch}",
+                    f"train.epochs={epochs}",
+                    f"trainer.threads={threads}",
+                    f"trainer.accelerator={os.environ['BENCH_ACCELERATOR']}",
+                    f"seed={seed}",
+                ],
+            )
+            for seed in range(seeds)
+        ]
     data = load_prepared(os.environ["BENCH_DATA"])
     if seeds == 1:
         train_stage.fit(cfgs[0], data, extra_callbacks=[EpochTimer()])
@@ -169,22 +191,29 @@ def paired(model: str, batch: int, epochs: int, threads: int) -> list[float]:
     of this VM (it halves a process's speed for seconds at a time) then hits both halves of a pair."""
     plain_epoch = plain_epoch_trainer(model, batch, threads)
     plain_seconds: list[float] = []
-    project_seconds = _epoch_seconds(model, batch, epochs, threads, seeds=1,
-                                     before_epoch=lambda: plain_seconds.append(plain_epoch()))
+    project_seconds = _epoch_seconds(
+        model, batch, epochs, threads, seeds=1, before_epoch=lambda: plain_seconds.append(plain_epoch())
+    )
     return [mine / theirs for mine, theirs in zip(plain_seconds[1:], project_seconds)]
 
 
 def vectorized(model: str, batch: int, epochs: int, threads: int, seeds: int) -> list[float]:
-    """The project's vectorized path (``trainer.vectorize_seeds``): all seeds' images/s together, per epoch."""
+    """The project's vectorized path (``trainer.vectorize_seeds``): all seeds' img/s together, per epoch."""
     return [seeds * N_TRAIN / s for s in _epoch_seconds(model, batch, epochs, threads, seeds)]
 
 
 def measure_in_subprocess(variant: str, *args, processes: int = 1) -> list[list[float]]:
     """``variant(*args)`` in ``processes`` fresh processes started together; each one's per-epoch images/s."""
-    code = (f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import throughput as t; "
-            f"print(json.dumps(t.{variant}(*{args!r})))")
-    running = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT) for _ in range(processes)]
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import throughput as t; "
+        f"print(json.dumps(t.{variant}(*{args!r})))"
+    )
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        for _ in range(processes)
+    ]
     epochs = []
     for process in running:
         out, err = process.communicate()
@@ -224,20 +253,31 @@ def throughput_table(args) -> list[dict]:
             epochs = epochs_to_time(model, batch, args)
             runs = {"plain": [], "project": []}
             for repeat in range(args.repeats):  # alternate A B, B A, ...: drifts of a noisy machine hit both
-                for variant in (list(runs) if repeat % 2 == 0 else list(runs)[::-1]):
+                for variant in list(runs) if repeat % 2 == 0 else list(runs)[::-1]:
                     runs[variant].append(measure_in_subprocess(variant, model, batch, epochs, args.threads))
             row = {"model": model, "batch": batch, "epochs": epochs}
             for statistic in (typical, best):  # per process, then the median over processes
                 value = {variant: statistics.median(map(statistic, runs[variant])) for variant in runs}
                 suffix = "" if statistic is typical else "_best_epoch"
-                row.update({f"plain{suffix}_img_s": value["plain"], f"project{suffix}_img_s": value["project"],
-                            f"ratio{suffix}": value["project"] / value["plain"]})
-            row["all_epochs"] = {variant: [e for (e,) in per_process] for variant, per_process in runs.items()}
+                row.update(
+                    {
+                        f"plain{suffix}_img_s": value["plain"],
+                        f"project{suffix}_img_s": value["project"],
+                        f"ratio{suffix}": value["project"] / value["plain"],
+                    }
+                )
+            row["all_epochs"] = {
+                variant: [e for (e,) in per_process] for variant, per_process in runs.items()
+            }
             rows.append(row)
-            print(f"{model:>14} batch {batch:>4} ({epochs} epochs): plain {row['plain_img_s']:7.0f} img/s, "
-                  f"project {row['project_img_s']:7.0f} img/s, ratio {row['ratio']:.2f} | fastest epochs: "
-                  f"plain {row['plain_best_epoch_img_s']:7.0f}, project {row['project_best_epoch_img_s']:7.0f}, "
-                  f"ratio {row['ratio_best_epoch']:.2f}", flush=True)
+            print(
+                f"{model:>14} batch {batch:>4} ({epochs} epochs): plain {row['plain_img_s']:7.0f} img/s, "
+                f"project {row['project_img_s']:7.0f} img/s, ratio {row['ratio']:.2f} | fastest epochs: "
+                f"plain {row['plain_best_epoch_img_s']:7.0f}, "
+                f"project {row['project_best_epoch_img_s']:7.0f}, "
+                f"ratio {row['ratio_best_epoch']:.2f}",
+                flush=True,
+            )
     return rows
 
 
@@ -248,14 +288,25 @@ def paired_table(args) -> list[dict]:
     for model in args.models:
         for batch in args.batches:
             epochs = epochs_to_time(model, batch, args)
-            per_process = [ratios for _ in range(args.repeats)
-                           for ratios in measure_in_subprocess("paired", model, batch, epochs, args.threads)]
-            row = {"model": model, "batch": batch, "epochs": epochs,
-                   "ratio": statistics.median(statistics.median(r) for r in per_process),
-                   "per_process": [statistics.median(r) for r in per_process], "all_pairs": per_process}
+            per_process = [
+                ratios
+                for _ in range(args.repeats)
+                for ratios in measure_in_subprocess("paired", model, batch, epochs, args.threads)
+            ]
+            row = {
+                "model": model,
+                "batch": batch,
+                "epochs": epochs,
+                "ratio": statistics.median(statistics.median(r) for r in per_process),
+                "per_process": [statistics.median(r) for r in per_process],
+                "all_pairs": per_process,
+            }
             rows.append(row)
-            print(f"{model:>14} batch {batch:>4} ({epochs} epochs), paired epochs: ratio {row['ratio']:.3f} "
-                  f"(processes: {', '.join(f'{r:.3f}' for r in row['per_process'])})", flush=True)
+            print(
+                f"{model:>14} batch {batch:>4} ({epochs} epochs), paired epochs: ratio {row['ratio']:.3f} "
+                f"(processes: {', '.join(f'{r:.3f}' for r in row['per_process'])})",
+                flush=True,
+            )
     return rows
 
 
@@ -267,33 +318,46 @@ def seeds_table(args) -> list[dict]:
     cores); on a GPU the vectorized mode for each N of ``--seeds`` (the GPU is idle with one small model).
     """
     epochs = args.epochs or SEEDS_TABLE_EPOCHS
-    mechanisms = {"sequential plain": ("plain", (epochs, args.threads), 1)}  # name: (function, args, processes)
+    mechanisms = {
+        "sequential plain": ("plain", (epochs, args.threads), 1)
+    }  # name: (function, args, processes)
     for n in args.seeds:
         mechanisms[f"vectorized {n} seeds"] = ("vectorized", (epochs, args.threads, n), 1)
     if args.accelerator == "cpu":
         half = max(args.seeds) // 2
-        mechanisms.update({
-            "2 processes x 1 thread, plain": ("plain", (epochs, 1), 2),
-            "2 processes x 1 thread, project (joblib n_jobs=2)": ("project", (epochs, 1), 2),
-            f"2 processes x 1 thread, vectorized {half} seeds each": ("vectorized", (epochs, 1, half), 2),
-        })
+        mechanisms.update(
+            {
+                "2 processes x 1 thread, plain": ("plain", (epochs, 1), 2),
+                "2 processes x 1 thread, project (joblib n_jobs=2)": ("project", (epochs, 1), 2),
+                f"2 processes x 1 thread, vectorized {half} seeds each": ("vectorized", (epochs, 1, half), 2),
+            }
+        )
     rows = []
     for model in args.seed_models:
         for batch in args.seed_batches:
             runs: dict[str, list[float]] = {name: [] for name in mechanisms}
             for repeat in range(args.repeats):  # alternating the order, as in throughput_table
-                for name in (list(mechanisms) if repeat % 2 == 0 else list(mechanisms)[::-1]):
+                for name in list(mechanisms) if repeat % 2 == 0 else list(mechanisms)[::-1]:
                     variant, extra, processes = mechanisms[name]
-                    runs[name].append(typical(measure_in_subprocess(variant, model, batch, *extra,
-                                                                    processes=processes)))
+                    runs[name].append(
+                        typical(measure_in_subprocess(variant, model, batch, *extra, processes=processes))
+                    )
             reference = statistics.median(runs["sequential plain"])
             for name, values in runs.items():
-                row = {"model": model, "batch": batch, "mechanism": name,
-                       "img_s": statistics.median(values), "speedup": statistics.median(values) / reference,
-                       "all": values}
+                row = {
+                    "model": model,
+                    "batch": batch,
+                    "mechanism": name,
+                    "img_s": statistics.median(values),
+                    "speedup": statistics.median(values) / reference,
+                    "all": values,
+                }
                 rows.append(row)
-                print(f"{model:>14} batch {batch:>4}, {name:<52} {row['img_s']:8.0f} img/s, "
-                      f"speed-up {row['speedup']:.2f}", flush=True)
+                print(
+                    f"{model:>14} batch {batch:>4}, {name:<52} {row['img_s']:8.0f} img/s, "
+                    f"speed-up {row['speedup']:.2f}",
+                    flush=True,
+                )
     return rows
 
 
@@ -302,28 +366,61 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "throughput", "paired", "seeds"], default="all")
     parser.add_argument("--models", nargs="+", default=["deep_network", "mlp_300_100"])
     parser.add_argument("--batches", nargs="+", type=int, default=[20, 128])
-    parser.add_argument("--seed-models", nargs="+", default=["deep_network"], help="models of the multi-seed table")
+    parser.add_argument(
+        "--seed-models", nargs="+", default=["deep_network"], help="models of the multi-seed table"
+    )
     parser.add_argument("--seed-batches", nargs="+", type=int, default=[20, 128])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[4],
-                        help="seeds trained at once in the multi-seed table (several: one row each)")
-    parser.add_argument("--epochs", type=int, help="per process, the first is warm-up; default: enough for "
-                        "--timed-seconds in the throughput and paired tables, 4 in the seeds table")
-    parser.add_argument("--timed-seconds", type=float, default=3.0,
-                        help="throughput and paired tables: timed training per process when --epochs is not given")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[4],
+        help="seeds trained at once in the multi-seed table (several: one row each)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        help="per process, the first is warm-up; default: enough for "
+        "--timed-seconds in the throughput and paired tables, 4 in the seeds table",
+    )
+    parser.add_argument(
+        "--timed-seconds",
+        type=float,
+        default=3.0,
+        help="throughput and paired tables: timed training per process when --epochs is not given",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs per cell")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu",
-                        help="gpu: both the plain loop and the project on CUDA")
-    parser.add_argument("--plain-numerics", choices=["torch", "project"], default="torch",
-                        help="the plain loop with torch's defaults, or with the numerics the project pins "
-                             "(deterministic kernels, no TF32: what a GPU run pays for reproducibility)")
-    parser.add_argument("--plain-optimizer", choices=["torch", "project"], default="torch",
-                        help="the plain loop's Adam: torch's default implementation, or with the options "
-                             "conf/optimizer/adam.yaml sets (fused): the project's path without its optimizer's gain")
-    parser.add_argument("--out", help="default: benchmarks/results[_seeds|_paired][_plain_project_optimizer].json")
+    parser.add_argument(
+        "--accelerator",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="gpu: both the plain loop and the project on CUDA",
+    )
+    parser.add_argument(
+        "--plain-numerics",
+        choices=["torch", "project"],
+        default="torch",
+        help="the plain loop with torch's defaults, or with the numerics the project pins "
+        "(deterministic kernels, no TF32: what a GPU run pays for reproducibility)",
+    )
+    parser.add_argument(
+        "--plain-optimizer",
+        choices=["torch", "project"],
+        default="torch",
+        help="the plain loop's Adam: torch's default implementation, or with the options "
+        "conf/optimizer/adam.yaml sets (fused): the project's path without its optimizer's gain",
+    )
+    parser.add_argument(
+        "--out", help="default: benchmarks/results[_seeds|_paired][_plain_project_optimizer].json"
+    )
     args = parser.parse_args()
-    default_name = "results" + (f"_{args.part}" if args.part in ("seeds", "paired") else "") + \
-        ("_plain_project_optimizer" if args.plain_optimizer == "project" else "") + ".json"
+    default_name = (
+        "results"
+        + (f"_{args.part}" if args.part in ("seeds", "paired") else "")
+        + ("_plain_project_optimizer" if args.plain_optimizer == "project" else "")
+        + ".json"
+    )
     args.out = args.out or str(ROOT / "benchmarks" / default_name)
     os.environ["BENCH_ACCELERATOR"] = args.accelerator
     os.environ["BENCH_PLAIN_NUMERICS"] = args.plain_numerics
@@ -343,16 +440,35 @@ def main() -> None:
 
     cpu = platform.machine()
     if Path("/proc/cpuinfo").exists():
-        names = [l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                 if l.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
-    machine = {"cpu": cpu, "cores": os.cpu_count(),
-               "threads": args.threads, "torch": torch.__version__, "python": platform.python_version()}
-    Path(args.out).write_text(json.dumps({"machine": machine, "n_train": N_TRAIN, "epochs": args.epochs,
-                                          "timed_seconds": args.timed_seconds,
-                                          "repeats": args.repeats,
-                                          "plain_numerics": args.plain_numerics,
-                                          "plain_optimizer": args.plain_optimizer, **results}, indent=2) + "\n")
+    machine = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "n_train": N_TRAIN,
+                "epochs": args.epochs,
+                "timed_seconds": args.timed_seconds,
+                "repeats": args.repeats,
+                "plain_numerics": args.plain_numerics,
+                "plain_optimizer": args.plain_optimizer,
+                **results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {args.out}")
 
 

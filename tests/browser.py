@@ -37,13 +37,29 @@ class Chromium:
         profile.mkdir(parents=True, exist_ok=True)
         (profile / "DevToolsActivePort").unlink(missing_ok=True)  # a previous browser's
         self.proc = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
-             f"--user-data-dir={profile}", f"--window-size={width},{height}",
-             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                executable,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--hide-scrollbars",
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._ids = itertools.count(1)
         try:
             port_file = profile / "DevToolsActivePort"
@@ -55,13 +71,19 @@ class Chromium:
             port = int(port_file.read_text().split()[0])
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
                 page = next(t for t in json.load(response) if t["type"] == "page")
-            self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60,
-                                                  suppress_origin=True)
+            self.ws = websocket.create_connection(
+                page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True
+            )
             self.call("Page.enable")
             self.call("Runtime.enable")
             # The page's viewport exactly (--window-size includes the headless window's frame).
-            self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1,
-                      mobile=False)
+            self.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=width,
+                height=height,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
         except BaseException:
             self.close()
             raise
@@ -95,8 +117,10 @@ class Chromium:
                 return
             if time.monotonic() > deadline:
                 text = self.evaluate("document.body ? document.body.innerText : ''") or ""
-                raise TimeoutError(f"{what or expression} not seen in {timeout:.0f} s; "
-                                   f"the page shows: {' | '.join(text.split()[:80])}")
+                raise TimeoutError(
+                    f"{what or expression} not seen in {timeout:.0f} s; "
+                    f"the page shows: {' | '.join(text.split()[:80])}"
+                )
             time.sleep(0.5)
 
     def type_into(self, selector: str, text: str) -> None:

@@ -32,7 +32,7 @@ def write_idx(directory: Path, n_train: int = 600, n_test: int = 200, seed: int 
         rng.shuffle(labels)
         images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
         for i, label in enumerate(labels):
-            images[i, 2 + 2 * label: 4 + 2 * label, 4:24] = 220
+            images[i, 2 + 2 * label : 4 + 2 * label, 4:24] = 220
         with gzip.open(directory / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
             f.write(struct.pack(">IIII", 0x803, n, 28, 28) + images.tobytes())
         with gzip.open(directory / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
@@ -41,12 +41,30 @@ def write_idx(directory: Path, n_train: int = 600, n_test: int = 200, seed: int 
 
 
 SMALL_STUDY = {
-    "study": {"name": "test-study", "datasets": ["fashion_mnist"], "models": ["mlp_300_100", "model_d"],
-              "seeds": [0, 1]},
-    "prepare": {"train_size": 200, "val_size": 100, "test_size": None, "classes": None, "rotations": [],
-                "split_seed": 0},
-    "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 0.001, "train_eval_pass": False,
-              "label_noise": 0.0, "pixels": "none", "data_seed": 0},
+    "study": {
+        "name": "test-study",
+        "datasets": ["fashion_mnist"],
+        "models": ["mlp_300_100", "model_d"],
+        "seeds": [0, 1],
+    },
+    "prepare": {
+        "train_size": 200,
+        "val_size": 100,
+        "test_size": None,
+        "classes": None,
+        "rotations": [],
+        "split_seed": 0,
+    },
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "train_eval_pass": False,
+        "label_noise": 0.0,
+        "pixels": "none",
+        "data_seed": 0,
+    },
     "launcher": "local",  # conf/hydra/launcher/ (the train stage's cmd needs it)
 }
 
@@ -123,8 +141,13 @@ def save_image(path: Path, array: np.ndarray, **kwargs) -> Path:
     if path.suffix in (".tif", ".tiff"):
         import tifffile
 
-        tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 and array.shape[-1] == 3
-                         and not kwargs.get("pages") else "minisblack")
+        tifffile.imwrite(
+            path,
+            array,
+            photometric="rgb"
+            if array.ndim == 3 and array.shape[-1] == 3 and not kwargs.get("pages")
+            else "minisblack",
+        )
     else:
         from PIL import Image
 
@@ -132,8 +155,9 @@ def save_image(path: Path, array: np.ndarray, **kwargs) -> Path:
     return path
 
 
-def messy_folder(root: Path, classes=("control", "treated"), fields: int = 4, height: int = 96,
-                 width: int = 128) -> Path:
+def messy_folder(
+    root: Path, classes=("control", "treated"), fields: int = 4, height: int = 96, width: int = 128
+) -> Path:
     """Like the microscopy study's folder: per class, fields saved as 8-bit grey PNG, 16-bit TIFF
     (12-bit data) and RGB PNG in turn, one field in a nested sub-folder, plus phantom files, notes,
     a truncated PNG, a zero-byte PNG, a text file named .png and a dangling link (each skipped)."""

@@ -42,8 +42,11 @@ def write_known_runs(project):
     set_params(project, train={"epochs": 3})
     prepared = project / "data/prepared/fashion_mnist"
     prepared.mkdir(parents=True)
-    meta = {"class_names": ["a", "b"], "class_counts": {"train": [6, 4], "val": [2, 2], "test": [2, 3]},
-            "data_version": "d"}
+    meta = {
+        "class_names": ["a", "b"],
+        "class_counts": {"train": [6, 4], "val": [2, 2], "test": [2, 3]},
+        "data_version": "d",
+    }
     (prepared / "meta.json").write_text(json.dumps(meta))
     images = np.random.default_rng(0).integers(0, 255, (5, 1, 28, 28), dtype=np.uint8)
     np.save(prepared / "test_images.npy", images)
@@ -51,24 +54,51 @@ def write_known_runs(project):
         run_dir = project / "runs" / "fashion_mnist" / model / f"seed={seed}"
         run_dir.mkdir(parents=True)
         epochs = np.arange(1, 4)
-        table = pd.DataFrame({"dataset": "fashion_mnist", "model": model, "seed": seed, "epoch": epochs,
-                              "train_loss": 1.0 / epochs, "train_acc": np.array(test_acc) + 0.1 * epochs,
-                              "val_loss": 1.2 / epochs, "val_acc": VAL.get((model, seed), test_acc),
-                              "test_loss": [1.0, 0.5, 0.7], "test_acc": test_acc,
-                              "test_conf_wrong": [0.3, 0.2, 0.1 * (seed + 1)], "test_ece": [0.2, 0.1, 0.05]})
+        table = pd.DataFrame(
+            {
+                "dataset": "fashion_mnist",
+                "model": model,
+                "seed": seed,
+                "epoch": epochs,
+                "train_loss": 1.0 / epochs,
+                "train_acc": np.array(test_acc) + 0.1 * epochs,
+                "val_loss": 1.2 / epochs,
+                "val_acc": VAL.get((model, seed), test_acc),
+                "test_loss": [1.0, 0.5, 0.7],
+                "test_acc": test_acc,
+                "test_conf_wrong": [0.3, 0.2, 0.1 * (seed + 1)],
+                "test_ece": [0.2, 0.1, 0.05],
+            }
+        )
         table.to_csv(run_dir / "metrics.csv", index=False)
         np.save(run_dir / "test_predictions.npy", np.array(PREDICTIONS, dtype=np.float32))
         cfg = compose("train", [f"model={model}", f"seed={seed}"])
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)))
         if model == "model_d":  # one convolution: 4 channels of 28 x 28 for test image 0
-            np.savez_compressed(run_dir / "feature_maps.npz", image_index=np.int64(0),
-                                **{"00_conv": np.ones((4, 28, 28), dtype=np.float16)})
-        (run_dir / "done.json").write_text(json.dumps({
-            "dataset": "fashion_mnist", "model": model, "seed": seed,
-            "config_hash": run_record.config_hash(run_record.identity(cfg, meta)), "data_version": "d",
-            "git_commit": "c", "class_names": ["a", "b"], "n_params": 100 if model == "model_d" else 200,
-            "epochs": 3, "wall_time_s": 1.0, "device": "cpu", "mlflow_run_id": f"r{model}{seed}",
-            "final": {}}))
+            np.savez_compressed(
+                run_dir / "feature_maps.npz",
+                image_index=np.int64(0),
+                **{"00_conv": np.ones((4, 28, 28), dtype=np.float16)},
+            )
+        (run_dir / "done.json").write_text(
+            json.dumps(
+                {
+                    "dataset": "fashion_mnist",
+                    "model": model,
+                    "seed": seed,
+                    "config_hash": run_record.config_hash(run_record.identity(cfg, meta)),
+                    "data_version": "d",
+                    "git_commit": "c",
+                    "class_names": ["a", "b"],
+                    "n_params": 100 if model == "model_d" else 200,
+                    "epochs": 3,
+                    "wall_time_s": 1.0,
+                    "device": "cpu",
+                    "mlflow_run_id": f"r{model}{seed}",
+                    "final": {},
+                }
+            )
+        )
 
 
 def test_collect_builds_the_tidy_table_run_summary_and_metrics(project):
@@ -76,8 +106,20 @@ def test_collect_builds_the_tidy_table_run_summary_and_metrics(project):
     collect()
     epochs = pd.read_parquet(project / "reports/metrics/epochs.parquet")
     assert len(epochs) == 12
-    assert {"dataset", "model", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
-            "test_loss", "test_acc", "gap_acc", "gap_loss"} <= set(epochs.columns)
+    assert {
+        "dataset",
+        "model",
+        "seed",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "gap_acc",
+        "gap_loss",
+    } <= set(epochs.columns)
     csv = pd.read_csv(project / "reports/metrics/epochs.csv")
     pd.testing.assert_frame_equal(epochs, csv, check_exact=False)
     row = epochs.query("model == 'model_d' and seed == 0 and epoch == 2").iloc[0]
@@ -129,7 +171,8 @@ def test_numbers_behind_the_box_plot_and_the_curves(project):
     # 0.77 + 0.3 = 1.07 at epoch 3; mlp never gets past 0.7 + 0.3 = 1.0 at epoch 3 (seed 0 only).
     assert runs.set_index(["model", "seed"]).fit_epoch.to_dict() == pytest.approx(
         {("mlp_300_100", 0): 3, ("mlp_300_100", 1): float("nan"), ("model_d", 0): 2, ("model_d", 1): 3},
-        nan_ok=True)
+        nan_ok=True,
+    )
     assert table.loc["model_d", "fit_epoch_median"] == 2.5 and table.loc["mlp_300_100", "seeds_fitted"] == 1
 
 
@@ -138,12 +181,19 @@ def test_report_writes_figures_and_a_self_contained_page(project):
     collect()
     page = report()
     html = page.read_text()
-    for name in ("final_test_accuracy", "learning_curves", "generalization_gap", "loss_curves",
-                 "confusion_matrices", "class_balance", "prediction_grid"):
+    for name in (
+        "final_test_accuracy",
+        "learning_curves",
+        "generalization_gap",
+        "loss_curves",
+        "confusion_matrices",
+        "class_balance",
+        "prediction_grid",
+    ):
         png = project / "reports/figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'alt="{name}"' in html
-    assert "data:image/png;base64," in html and "<img src=\"figures" not in html  # self-contained
+    assert "data:image/png;base64," in html and '<img src="figures' not in html  # self-contained
     assert "76.00 ± 1.41" in html  # model_d: mean ± sd of final test accuracy in percent
     # 95 % t-interval of the mean of [75, 77]: 76 ± 12.706 * 1.4142 / sqrt(2) (not [min, max])
     assert "63.29 – 88.71" in html
@@ -168,14 +218,18 @@ def test_collect_looks_for_runs_of_the_controlled_variant(project):
     set_params(project, train={"label_noise": 0.2})
     study = load_study()
     assert study.label_noise == [0.2]
-    assert study.run_dir(project / "runs", "fashion_mnist", "model_d", 1, 0.2) == \
-        project / "runs" / "fashion_mnist+labels0.2" / "model_d" / "seed=1" == \
-        run_record.run_dir(project / "runs", "fashion_mnist+labels0.2", "model_d", 1)
+    assert (
+        study.run_dir(project / "runs", "fashion_mnist", "model_d", 1, 0.2)
+        == project / "runs" / "fashion_mnist+labels0.2" / "model_d" / "seed=1"
+        == run_record.run_dir(project / "runs", "fashion_mnist+labels0.2", "model_d", 1)
+    )
     # A list in study.label_noise makes each fraction a data variant of its own (0: the real data).
     set_params(project, study={"label_noise": [0.0, 1.0]})
     study = load_study()
-    assert [study.data_label("fashion_mnist", p) for p in study.label_noise] == \
-        ["fashion_mnist", "fashion_mnist+labels1"]
+    assert [study.data_label("fashion_mnist", p) for p in study.label_noise] == [
+        "fashion_mnist",
+        "fashion_mnist+labels1",
+    ]
     set_params(project, study={"label_noise": [0.0, 1.5]})
     with pytest.raises(ConfigError, match=r"study.label_noise=1.5 must be a fraction from 0 to 1"):
         load_study()
@@ -231,8 +285,10 @@ def test_summary_json_keeps_its_keys(project):
     collect()
     summary = json.loads((project / "reports/metrics/summary.json").read_text())
     assert set(summary["fashion_mnist"]["model_d"]) == {
-        "n_seeds", "n_params", *(f"{m}_{s}" for m in ("test_acc", "train_acc", "val_acc", "gap_acc")
-                                 for s in ("mean", "sd"))}
+        "n_seeds",
+        "n_params",
+        *(f"{m}_{s}" for m in ("test_acc", "train_acc", "val_acc", "gap_acc") for s in ("mean", "sd")),
+    }
 
 
 def collect_error(capsys) -> str:
@@ -274,14 +330,24 @@ def _train_hashes_with_runs_identity() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _train_hashes_with_runs_identity(),
-                    reason="until train.py hashes runs with runs.identity (the lead's move of run_identity)")
+@pytest.mark.skipif(
+    not _train_hashes_with_runs_identity(),
+    reason="until train.py hashes runs with runs.identity (the lead's move of run_identity)",
+)
 def test_collect_accepts_what_the_train_stage_trained_and_refuses_it_after_an_edit(prepared, project):
     # As dvc.yaml's train stage runs it; integer label-noise values check the sweep's spelling.
-    set_params(project, study={"models": ["mlp_300_100"], "seeds": [0], "label_noise": [0, 1]},
-               train={"epochs": 1})
-    result = run_cli("python", "-m", "overfitlab.train", "--multirun", "optimizer=adam",
-                     "trainer.progress_bar=false", cwd=project)
+    set_params(
+        project, study={"models": ["mlp_300_100"], "seeds": [0], "label_noise": [0, 1]}, train={"epochs": 1}
+    )
+    result = run_cli(
+        "python",
+        "-m",
+        "overfitlab.train",
+        "--multirun",
+        "optimizer=adam",
+        "trainer.progress_bar=false",
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     collect()
     assert len(pd.read_csv(project / "reports/metrics/runs.csv")) == 2
@@ -314,18 +380,33 @@ def test_image_folder_data_and_extra_test_sets_reach_the_page(project):
     write_known_runs(project)
     prepared = project / "data/prepared/fashion_mnist"
     meta = json.loads((prepared / "meta.json").read_text()) | {
-        "loader": "image_folder", "source_files": 4, "split_by": "source", "groups_per_split": {"train": 2},
-        "counts": {"train": 10, "val": 4, "test": 5}, "background_dropped": 0,
+        "loader": "image_folder",
+        "source_files": 4,
+        "split_by": "source",
+        "groups_per_split": {"train": 2},
+        "counts": {"train": 10, "val": 4, "test": 5},
+        "background_dropped": 0,
         "leakage": {"shared_contents": 0, "examples_checked": 19, "pairs": []},
-        "skipped": [["a/truncated.png", "cannot decode"], [".DS_Store", "ignored: hidden"]]}
+        "skipped": [["a/truncated.png", "cannot decode"], [".DS_Store", "ignored: hidden"]],
+    }
     (prepared / "meta.json").write_text(json.dumps(meta))
-    pd.DataFrame({"split": "train", "label": [0, 1] * 5, "rotation": 0, "flip": "none", "source": "s",
-                  "top": range(10), "left": 0}).to_csv(prepared / "manifest.csv", index=False)
+    pd.DataFrame(
+        {
+            "split": "train",
+            "label": [0, 1] * 5,
+            "rotation": 0,
+            "flip": "none",
+            "source": "s",
+            "top": range(10),
+            "left": 0,
+        }
+    ).to_csv(prepared / "manifest.csv", index=False)
     np.save(prepared / "train_images.npy", np.zeros((10, 1, 28, 28), dtype=np.uint8))
     for run_dir in (project / "runs/fashion_mnist").glob("*/seed=*"):
         metrics = pd.read_csv(run_dir / "metrics.csv")
         metrics.assign(**{"test_acc/scope2": [0.3, 0.4, 0.5], "test_loss/scope2": 2.0}).to_csv(
-            run_dir / "metrics.csv", index=False)
+            run_dir / "metrics.csv", index=False
+        )
     collect()
     runs = pd.read_csv(project / "reports/metrics/runs.csv")
     assert runs["final_test_acc/scope2"].tolist() == pytest.approx([0.5] * 4)
@@ -346,8 +427,12 @@ def test_image_folder_data_and_extra_test_sets_reach_the_page(project):
 def test_every_figure_is_registered_once_with_a_caption_and_only_drawn_when_it_applies(project):
     from overfitlab.analysis import plots  # noqa: F401  (registers the figures)
 
-    assert list(figures.REGISTRY)[:4] == ["final_test_accuracy", "learning_curves", "generalization_gap",
-                                          "loss_curves"]
+    assert list(figures.REGISTRY)[:4] == [
+        "final_test_accuracy",
+        "learning_curves",
+        "generalization_gap",
+        "loss_curves",
+    ]
     assert all(spec.caption for spec in figures.REGISTRY.values())
     with pytest.raises(ValueError, match="registered twice"):
         figures.figure("learning_curves", caption="again")(lambda inputs: None)
@@ -406,7 +491,7 @@ def _imports(module: str, resolvers: bool) -> set[str]:
             todo.append(name.rsplit(".", 1)[0])  # a submodule's import runs its packages' __init__
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text())
-        for node in (tree.body if name == "overfitlab" and not resolvers else ast.walk(tree)):
+        for node in tree.body if name == "overfitlab" and not resolvers else ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 base = name.split(".")[: len(name.split(".")) - node.level + is_package] if node.level else []
                 target = ".".join(base + ([node.module] if node.module else []))
@@ -459,7 +544,9 @@ def test_a_diverged_run_is_listed_and_left_out_of_every_statistic(project):
     (done_file.parent / "metrics.csv").write_text("dataset,model,seed,epoch\n")
     collect()
     runs = pd.read_csv(project / "reports/metrics/runs.csv").set_index(["model", "seed"])
-    assert runs.loc[("model_d", 1), "status"] == "diverged" and pd.isna(runs.loc[("model_d", 1), "final_test_acc"])
+    assert runs.loc[("model_d", 1), "status"] == "diverged" and pd.isna(
+        runs.loc[("model_d", 1), "final_test_acc"]
+    )
     assert (runs.drop(index=("model_d", 1)).status == "complete").all()
     summary = json.loads((project / "reports/metrics/summary.json").read_text())["fashion_mnist"]["model_d"]
     assert summary["n_seeds"] == 1 and summary["test_acc_mean"] == pytest.approx(0.75)

@@ -54,8 +54,12 @@ def test_mode_uniform_is_zhang_et_al_and_the_mask_marks_only_the_labels_that_cha
     kept = int(noise.drawn.sum() - noise.changed.sum())
     assert 30 <= kept <= 70  # about 1 in 10 draws returns the true label
     assert noise.changed_share == pytest.approx(1 - kept / 500) and noise.changed_share < 1.0
-    assert noise.record() == {"label_noise_mode": "uniform", "labels_drawn": 500,
-                              "labels_changed": 500 - kept, "labels_changed_share": noise.changed_share}
+    assert noise.record() == {
+        "label_noise_mode": "uniform",
+        "labels_drawn": 500,
+        "labels_changed": 500 - kept,
+        "labels_changed_share": noise.changed_share,
+    }
 
 
 def test_mode_uniform_draws_the_labels_of_earlier_versions():
@@ -63,8 +67,38 @@ def test_mode_uniform_draws_the_labels_of_earlier_versions():
     # for uniform labels get the same labels, hence the same numbers. Drawn: 12 examples; three
     # of them (3, 20 and 26) drew their own label back, so 9 changed.
     noise = corrupt_labels(torch.arange(30) % 5, 5, 0.4, np.random.default_rng(3), "uniform")
-    assert noise.labels.tolist() == [3, 1, 2, 3, 4, 0, 1, 2, 3, 4, 4, 1, 1, 3, 4, 0, 1, 4, 0, 4, 0, 1, 2, 4,
-                                     4, 4, 1, 0, 1, 4]
+    assert noise.labels.tolist() == [
+        3,
+        1,
+        2,
+        3,
+        4,
+        0,
+        1,
+        2,
+        3,
+        4,
+        4,
+        1,
+        1,
+        3,
+        4,
+        0,
+        1,
+        4,
+        0,
+        4,
+        0,
+        1,
+        2,
+        4,
+        4,
+        4,
+        1,
+        0,
+        1,
+        4,
+    ]
     assert noise.drawn.nonzero().flatten().tolist() == [0, 3, 10, 12, 17, 18, 20, 23, 25, 26, 27, 28]
     assert noise.changed.nonzero().flatten().tolist() == [0, 10, 12, 17, 18, 23, 25, 27, 28]
 
@@ -148,8 +182,18 @@ def test_confidently_wrong_and_ece_on_a_hand_computed_example():
 def test_training_with_random_labels_reports_clean_and_corrupted_accuracy(prepared, project):
     from overfitlab.train import train
 
-    summary = train(compose("train", ["model=mlp_300_100", "train.label_noise=0.5", "train.epochs=3",
-                                      "++train.label_noise_mode=uniform", "trainer.progress_bar=false"]))
+    summary = train(
+        compose(
+            "train",
+            [
+                "model=mlp_300_100",
+                "train.label_noise=0.5",
+                "train.epochs=3",
+                "++train.label_noise_mode=uniform",
+                "trainer.progress_bar=false",
+            ],
+        )
+    )
     run_dir = project / "runs" / "fashion_mnist+labels0.5" / "mlp_300_100" / "seed=0"
     table = pd.read_csv(run_dir / "metrics.csv")
     assert {"train_clean_acc", "train_corrupted_acc", "test_conf_wrong", "test_ece"} <= set(table.columns)
@@ -181,8 +225,10 @@ def test_label_noise_mode_is_part_of_the_run_identity(project):
 
 
 def test_bad_control_values_are_one_line_errors(prepared, project):
-    for override, key in (("train.label_noise=1.5", "train.label_noise"),
-                          ("train.pixels=blur", "train.pixels"),
-                          ("++train.label_noise_mode=flip", "train.label_noise_mode")):
+    for override, key in (
+        ("train.label_noise=1.5", "train.label_noise"),
+        ("train.pixels=blur", "train.pixels"),
+        ("++train.label_noise_mode=flip", "train.label_noise_mode"),
+    ):
         result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", override)
         assert result.returncode == 2 and key in result.stderr.strip().splitlines()[-1]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from conftest import ROOT, set_params
 
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -28,8 +29,9 @@ def run(*args: str, cwd: Path, env: dict | None = None, timeout: int = 900) -> s
 
 
 def done_files(repo: Path) -> dict[str, dict]:
-    return {str(p.relative_to(repo)): json.loads(p.read_text())
-            for p in sorted(repo.glob("runs/**/done.json"))}
+    return {
+        str(p.relative_to(repo)): json.loads(p.read_text()) for p in sorted(repo.glob("runs/**/done.json"))
+    }
 
 
 @pytest.mark.slow
@@ -81,8 +83,9 @@ def test_a_pushed_study_is_pulled_by_a_fresh_clone_without_retraining(project, t
     values = curves["data"][name][0]["content"]["data"]["values"]
     expected = pd.read_csv(clone / name)
     assert {v["field"] for v in values} == {"train_acc", "val_acc", "test_acc"}
-    assert sorted(float(v["train_acc"]) for v in values if v["field"] == "train_acc") == \
-        pytest.approx(sorted(expected.train_acc))
+    assert sorted(float(v["train_acc"]) for v in values if v["field"] == "train_acc") == pytest.approx(
+        sorted(expected.train_acc)
+    )
     html = run(DVC, "plots", "show", "-o", str(tmp_path / "plots"), cwd=clone)
     assert (tmp_path / "plots" / "index.html").stat().st_size > 1000, html.stdout
 

@@ -28,15 +28,21 @@ def test_atomic_write_leaves_no_temp_file(tmp_path):
 
 def test_git_commit_marks_dirty_code_but_not_dvc_lock(tmp_path):
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
 
     git("init", "-q")
     (tmp_path / "code.py").write_text("a = 1\n")
     (tmp_path / "dvc.lock").write_text("v1\n")
     git("add", "-A")
     git("commit", "-qm", "x")
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
     assert git_commit(tmp_path) == head
     (tmp_path / "dvc.lock").write_text("v2\n")  # dvc repro rewrites it between stages
     assert git_commit(tmp_path) == head
@@ -48,8 +54,12 @@ def test_git_commit_from_a_study_directory_sees_edits_to_the_shared_code(tmp_pat
     """A study in studies/<name>/ shares src/ and conf/ with the project: editing them is dirty code."""
 
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
 
     study = tmp_path / "studies" / "mine"
     study.mkdir(parents=True)

@@ -13,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import IMAGE_FOLDER_BAD, compose, field, image_folder_overrides, messy_folder, run_cli, save_image
+from conftest import (
+    IMAGE_FOLDER_BAD,
+    compose,
+    field,
+    image_folder_overrides,
+    messy_folder,
+    run_cli,
+    save_image,
+)
 from overfitlab.data import image_folder
 from overfitlab.data.datasets import load_prepared
 from overfitlab.prepare import prepare
@@ -38,12 +46,17 @@ def test_messy_folder_is_prepared_with_bad_files_listed_and_no_leak(project, tmp
     for bad in IMAGE_FOLDER_BAD:  # each named with its reason, in the log and on stdout
         assert skipped[bad].startswith("unreadable"), skipped
         assert bad in result.stdout
-    assert skipped["control/.DS_Store"].startswith("ignored") and skipped["treated/._field0.png"].startswith("ignored")
+    assert skipped["control/.DS_Store"].startswith("ignored") and skipped["treated/._field0.png"].startswith(
+        "ignored"
+    )
     assert skipped["control/notes.txt"].startswith("ignored")
     assert "loop" in skipped["treated/loop"]
     # All 4 fields of each class used, the nested run2/ one included; phantoms not.
-    assert sorted(manifest.source.unique()) == [f"{c}/{p}" for c in ("control", "treated") for p in
-                                                ("field0.png", "field1.tif", "field2.png", "run2/field3.png")]
+    assert sorted(manifest.source.unique()) == [
+        f"{c}/{p}"
+        for c in ("control", "treated")
+        for p in ("field0.png", "field1.tif", "field2.png", "run2/field3.png")
+    ]
     assert meta["leakage"]["shared_contents"] == 0 and meta["leakage"]["examples_checked"] == len(manifest)
     # Every source image (all its tiles and rotations) in exactly one split.
     assert manifest.groupby("source")["split"].nunique().max() == 1
@@ -59,15 +72,19 @@ def test_tile_geometry_grid_size_stride_and_region_bands():
     one = [(0.0, 1.0)]
     assert len(image_folder.tile_boxes(96, 128, (32, 32), (32, 32), one, "x")) == 3 * 4
     assert len(image_folder.tile_boxes(96, 128, (32, 32), (16, 16), one, "x")) == 5 * 7  # overlapping
-    assert len(image_folder.tile_boxes(100, 130, (32, 32), (32, 32), one, "x")) == 3 * 4  # partial tiles dropped
+    assert (
+        len(image_folder.tile_boxes(100, 130, (32, 32), (32, 32), one, "x")) == 3 * 4
+    )  # partial tiles dropped
     bands = [(0.0, 0.5), (0.5, 0.75), (0.75, 1.0)]
     boxes = image_folder.tile_boxes(64, 256, (32, 32), (32, 32), bands, "x")
-    for region, top, left in boxes:  # no tile crosses a band boundary
+    for region, _top, left in boxes:  # no tile crosses a band boundary
         lo, hi = round(bands[region][0] * 256), round(bands[region][1] * 256)
         assert lo <= left and left + 32 <= hi
     assert [sum(b[0] == r for b in boxes) for r in range(3)] == [2 * 4, 2 * 2, 2 * 2]
     vertical = image_folder.tile_boxes(256, 64, (32, 32), (32, 32), bands, "y")
-    assert all(round(bands[r][0] * 256) <= top and top + 32 <= round(bands[r][1] * 256) for r, top, _ in vertical)
+    assert all(
+        round(bands[r][0] * 256) <= top and top + 32 <= round(bands[r][1] * 256) for r, top, _ in vertical
+    )
 
 
 def test_tiles_are_the_source_pixels_at_their_coordinates(project, tmp_path):
@@ -75,7 +92,9 @@ def test_tiles_are_the_source_pixels_at_their_coordinates(project, tmp_path):
     for label, name in enumerate(("a", "b")):
         for i in range(3):
             save_image(root / name / f"f{i}.png", field(label, i))
-    prepare_folder(root, **{"dataset.image_size": 32, "dataset.augment.rotations": "[0]", "dataset.tiles.stride": 16})
+    prepare_folder(
+        root, **{"dataset.image_size": 32, "dataset.augment.rotations": "[0]", "dataset.tiles.stride": 16}
+    )
     out = project / "data" / "prepared" / "cells"
     manifest, meta = read(out)
     assert meta["in_channels"] == 1
@@ -85,7 +104,7 @@ def test_tiles_are_the_source_pixels_at_their_coordinates(project, tmp_path):
         for row_index in (0, 7, len(manifest[manifest.split == split]) - 1):
             row = manifest[manifest.split == split].iloc[row_index]
             label, i = "ab".index(row.source[0]), int(row.source[-5])
-            expected = field(label, i)[row.top:row.top + 32, row.left:row.left + 32]
+            expected = field(label, i)[row.top : row.top + 32, row.left : row.left + 32]
             got = (data.images[split][row_index, 0].numpy() * 255).round().astype(np.uint8)
             assert (got == expected).all()
 
@@ -95,7 +114,9 @@ def test_grid_tiling_and_resize_to_model_input(project, tmp_path):
     for label, name in enumerate(("a", "b")):
         for i in range(3):
             save_image(root / name / f"f{i}.png", field(label, i, 90, 120))
-    prepare_folder(root, **{"dataset.tiles.grid": "[3,4]", "dataset.image_size": 20, "dataset.augment.rotations": "[0]"})
+    prepare_folder(
+        root, **{"dataset.tiles.grid": "[3,4]", "dataset.image_size": 20, "dataset.augment.rotations": "[0]"}
+    )
     manifest, meta = read(project / "data" / "prepared" / "cells")
     assert manifest.groupby("source").size().eq(12).all()
     assert set(zip(manifest.height, manifest.width)) == {(30, 30)} and meta["image_size"] == 20
@@ -115,11 +136,21 @@ def test_rotations_and_flips_only_in_the_training_split(project, tmp_path):
     data = load_prepared(out)
     x = data.images["train"].numpy()
     first = train.index.get_loc(tiles.index[0])  # the same tile, rotated: a different image
-    rotated = train[(train.source == tiles.iloc[0].source) & (train.top == tiles.iloc[0].top)
-                    & (train.left == tiles.iloc[0].left) & (train.rotation == 4.0) & (train.flip == "none")]
+    rotated = train[
+        (train.source == tiles.iloc[0].source)
+        & (train.top == tiles.iloc[0].top)
+        & (train.left == tiles.iloc[0].left)
+        & (train.rotation == 4.0)
+        & (train.flip == "none")
+    ]
     assert not np.allclose(x[first], x[train.index.get_loc(rotated.index[0])])
-    flipped = train[(train.source == tiles.iloc[0].source) & (train.top == tiles.iloc[0].top)
-                    & (train.left == tiles.iloc[0].left) & (train.rotation == 0.0) & (train.flip == "horizontal")]
+    flipped = train[
+        (train.source == tiles.iloc[0].source)
+        & (train.top == tiles.iloc[0].top)
+        & (train.left == tiles.iloc[0].left)
+        & (train.rotation == 0.0)
+        & (train.flip == "horizontal")
+    ]
     assert np.array_equal(x[first][..., ::-1], x[train.index.get_loc(flipped.index[0])])
 
 
@@ -146,20 +177,32 @@ def test_region_split_keeps_bands_apart_for_one_field_per_class(project, tmp_pat
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shape=st.lists(st.integers(3, 7), min_size=2, max_size=4),
-       size=st.sampled_from([(32, 48), (48, 32), (40, 40)]), seed=st.integers(0, 3))
+@given(
+    shape=st.lists(st.integers(3, 7), min_size=2, max_size=4),
+    size=st.sampled_from([(32, 48), (48, 32), (40, 40)]),
+    seed=st.integers(0, 3),
+)
 def test_group_split_never_straddles_and_is_stratified(project, tmp_path_factory, shape, size, seed):
     root = tmp_path_factory.mktemp("folder")
     for label, n in enumerate(shape):
         for i in range(n):
             save_image(root / f"class{label}" / f"f{i}.png", field(label, i, *size))
-    meta = prepare_folder(root, **{"dataset.tiles.size": 16, "dataset.image_size": 8,
-                                   "dataset.augment.rotations": "[0,3]", "prepare.split_seed": seed})
+    meta = prepare_folder(
+        root,
+        **{
+            "dataset.tiles.size": 16,
+            "dataset.image_size": 8,
+            "dataset.augment.rotations": "[0,3]",
+            "prepare.split_seed": seed,
+        },
+    )
     manifest, _ = read(project / "data" / "prepared" / "cells")
     assert manifest.groupby("source")["split"].nunique().eq(1).all()  # all tiles and rotations together
     for split in ("train", "val", "test"):  # every class in every split
         assert manifest[manifest.split == split].label.nunique() == len(shape)
-    assert meta["groups_per_split"]["train"] + meta["groups_per_split"]["val"] + meta["groups_per_split"]["test"] == sum(shape)
+    assert meta["groups_per_split"]["train"] + meta["groups_per_split"]["val"] + meta["groups_per_split"][
+        "test"
+    ] == sum(shape)
     # Fractions 0.6/0.2/0.2 of 3-7 source images per class: 20 % rounds to one image each for
     # validation and test, the rest train (checked per class, independently of assign_groups).
     per_class = manifest.drop_duplicates("source").groupby(["label", "split"]).size().unstack(fill_value=0)
@@ -174,8 +217,13 @@ def test_bit_depth_rescaling_fixed_and_percentile():
     fixed = OmegaConf.create({"scale": "fixed", "percentiles": [0, 100], "range": [0, 4095]})
     assert image_folder.to_uint8(twelve_bit, fixed).ravel().tolist() == [0, 128, 255]
     full = OmegaConf.create({"scale": "fixed", "percentiles": [0, 100], "range": None})
-    assert image_folder.to_uint8(np.array([[0, 65535]], np.uint16)[..., None], full).ravel().tolist() == [0, 255]
-    assert image_folder.to_uint8(np.array([[0.0, 0.5, 1.0]], np.float32)[..., None], full).ravel().tolist() == [0, 128, 255]
+    assert image_folder.to_uint8(np.array([[0, 65535]], np.uint16)[..., None], full).ravel().tolist() == [
+        0,
+        255,
+    ]
+    assert image_folder.to_uint8(
+        np.array([[0.0, 0.5, 1.0]], np.float32)[..., None], full
+    ).ravel().tolist() == [0, 128, 255]
     percentile = OmegaConf.create({"scale": "percentile", "percentiles": [0, 100], "range": None})
     dim = np.array([[100, 150, 200]], np.uint16)[..., None]
     assert image_folder.to_uint8(dim, percentile).ravel().tolist() == [0, 128, 255]
@@ -196,10 +244,15 @@ def test_colour_modes_keep_mono_and_pick(project, tmp_path):
     root = messy_folder(tmp_path / "cells")
     meta = prepare_folder(root, **{"dataset.color": "mono"})
     assert meta["in_channels"] == 1
-    opts = image_folder.options(compose("prepare", image_folder_overrides(
-        root, **{"dataset.color": "pick", "dataset.channels": "[1]"})).dataset)
+    opts = image_folder.options(
+        compose(
+            "prepare", image_folder_overrides(root, **{"dataset.color": "pick", "dataset.channels": "[1]"})
+        ).dataset
+    )
     grey = image_folder.Source(str(root / "control" / "field0.png"), "control/field0.png", 0, "g")
-    assert "dataset.channels asks for [1]" in image_folder.tile_file(grey, opts).error  # skipped, with the reason
+    assert (
+        "dataset.channels asks for [1]" in image_folder.tile_file(grey, opts).error
+    )  # skipped, with the reason
     rgb = image_folder.Source(str(root / "control" / "field2.png"), "control/field2.png", 0, "g")
     assert image_folder.tile_file(rgb, opts).images.shape[1] == 1
 
@@ -210,11 +263,16 @@ def test_sixteen_bit_field_gives_the_same_tiles_as_its_8bit_original(project, tm
         for i in range(3):
             image = field(label, i)
             save_image(root / name / f"f{i}.tif", image.astype(np.uint16) * 257)  # full 16-bit range
-    prepare_folder(root, **{"dataset.bit_depth.scale": "fixed", "dataset.image_size": 32, "dataset.augment.rotations": "[0]"})
+    prepare_folder(
+        root,
+        **{"dataset.bit_depth.scale": "fixed", "dataset.image_size": 32, "dataset.augment.rotations": "[0]"},
+    )
     manifest, _ = read(project / "data" / "prepared" / "cells")
     data = load_prepared(project / "data" / "prepared" / "cells")
     row = manifest[manifest.split == "test"].iloc[0]
-    expected = field("ab".index(row.source[0]), int(row.source[-5]))[row.top:row.top + 32, row.left:row.left + 32]
+    expected = field("ab".index(row.source[0]), int(row.source[-5]))[
+        row.top : row.top + 32, row.left : row.left + 32
+    ]
     assert ((data.images["test"][0, 0].numpy() * 255).round() == expected).all()
 
 
@@ -239,7 +297,9 @@ def test_pages_each_makes_more_tiles_of_the_same_group(project, tmp_path):
     root = tmp_path / "cells"
     for label, name in enumerate(("a", "b")):
         for i in range(3):
-            save_image(root / name / f"f{i}.tif", np.stack([field(label, i), field(label, 10 + i)]), pages=True)
+            save_image(
+                root / name / f"f{i}.tif", np.stack([field(label, i), field(label, 10 + i)]), pages=True
+            )
     first = prepare_folder(root)["counts"]
     manifest, meta = read(project / "data" / "prepared" / "cells")
     each = prepare_folder(root, **{"dataset.pages": "each"})["counts"]
@@ -277,13 +337,21 @@ def test_duplicate_files_are_caught_by_the_leakage_check_and_grouped_by_pattern(
     manifest, _ = read(project / "data" / "prepared" / "cells")
     copies = manifest[manifest.source.str.startswith("a/field0_")]
     assert copies.split.nunique() == 1
-    leak = image_folder.leakage_check(pd.Series(["h1", "h1", "h2", "h3"]), pd.Series(["train", "test", "train", "val"]))
+    leak = image_folder.leakage_check(
+        pd.Series(["h1", "h1", "h2", "h3"]), pd.Series(["train", "test", "train", "val"])
+    )
     assert leak["shared_contents"] == 1 and leak["pairs"] == {"test & train": 1}
 
 
 def _fails_cleanly(project, root, *overrides, expect: str):
-    result = run_cli(sys.executable, "-m", "overfitlab.prepare",
-                     *image_folder_overrides(root), *overrides, "out_dir=failed")
+    result = run_cli(
+        sys.executable,
+        "-m",
+        "overfitlab.prepare",
+        *image_folder_overrides(root),
+        *overrides,
+        "out_dir=failed",
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expect in lines[0], lines
@@ -320,11 +388,16 @@ def test_too_few_fields_for_a_source_split_suggests_the_region_split(project, tm
     _fails_cleanly(project, root, expect="dataset.split.by=region")
 
 
-@pytest.mark.parametrize("override,key", [("dataset.split.fractions=[0.5,0.5,0.5]", "dataset.split.fractions"),
-                                          ("dataset.color=cmyk", "dataset.color"),
-                                          ("dataset.tiles.size=0", "dataset.tiles.size"),
-                                          ("dataset.augment.flips=[sideways]", "dataset.augment.flips"),
-                                          ("dataset.root=/nonexistent", "dataset.root")])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("dataset.split.fractions=[0.5,0.5,0.5]", "dataset.split.fractions"),
+        ("dataset.color=cmyk", "dataset.color"),
+        ("dataset.tiles.size=0", "dataset.tiles.size"),
+        ("dataset.augment.flips=[sideways]", "dataset.augment.flips"),
+        ("dataset.root=/nonexistent", "dataset.root"),
+    ],
+)
 def test_bad_image_folder_options_name_the_key(project, tmp_path, override, key):
     root = messy_folder(tmp_path / "cells")
     _fails_cleanly(project, root, override, expect=key)
@@ -362,15 +435,22 @@ def test_extra_test_set_without_usable_image_is_an_error(project, tmp_path):
     broken = tmp_path / "broken"
     (broken / "control").mkdir(parents=True)
     (broken / "control" / "x.png").write_bytes(b"")
-    _fails_cleanly(project, root, f"+dataset.extra_test_sets.broken={broken}", expect="dataset.extra_test_sets.broken")
+    _fails_cleanly(
+        project, root, f"+dataset.extra_test_sets.broken={broken}", expect="dataset.extra_test_sets.broken"
+    )
 
 
 def test_region_band_too_narrow_for_a_tile_names_the_fractions(project, tmp_path):
     root = tmp_path / "one"
     for label, name in enumerate(("a", "b")):
         save_image(root / name / "field.png", field(label, 0, 64, 320))
-    _fails_cleanly(project, root, "dataset.split.by=region", "dataset.split.fractions=[0.9,0.05,0.05]",
-                   expect="dataset.split.fractions")
+    _fails_cleanly(
+        project,
+        root,
+        "dataset.split.by=region",
+        "dataset.split.fractions=[0.9,0.05,0.05]",
+        expect="dataset.split.fractions",
+    )
 
 
 def test_region_split_scales_each_band_from_its_own_pixels(project, tmp_path):
@@ -379,13 +459,23 @@ def test_region_split_scales_each_band_from_its_own_pixels(project, tmp_path):
     twelve_bit = field(0, 0, 64, 320).astype(np.uint16) * 16
     brighter = twelve_bit.copy()
     brighter[:, 256:] = brighter[:, 256:] * 3 + 5000  # only the test band changes
-    paths = {name: save_image(tmp_path / "fields" / f"{name}.tif", image)
-             for name, image in (("plain", twelve_bit), ("bright", brighter))}
-    opts = image_folder.options(compose("prepare", image_folder_overrides(
-        tmp_path / "fields", **{"dataset.split.by": "region", "dataset.image_size": 32})).dataset)
+    paths = {
+        name: save_image(tmp_path / "fields" / f"{name}.tif", image)
+        for name, image in (("plain", twelve_bit), ("bright", brighter))
+    }
+    opts = image_folder.options(
+        compose(
+            "prepare",
+            image_folder_overrides(
+                tmp_path / "fields", **{"dataset.split.by": "region", "dataset.image_size": 32}
+            ),
+        ).dataset
+    )
     assert opts["bit_depth"].scale == "percentile"
-    tiles = {name: image_folder.tile_file(image_folder.Source(str(p), name, 0, name), opts)
-             for name, p in paths.items()}
+    tiles = {
+        name: image_folder.tile_file(image_folder.Source(str(p), name, 0, name), opts)
+        for name, p in paths.items()
+    }
     regions = {name: np.array([box[1] for box in t.boxes]) for name, t in tiles.items()}
     assert np.array_equal(regions["plain"], regions["bright"]) and set(regions["plain"]) == {0, 1, 2}
     train = regions["plain"] == 0

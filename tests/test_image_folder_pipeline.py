@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pandas as pd
 
-from conftest import IMAGE_FOLDER_BAD, compose, field, image_folder_overrides, messy_folder, save_image, set_params
+from conftest import (
+    IMAGE_FOLDER_BAD,
+    compose,
+    field,
+    image_folder_overrides,
+    messy_folder,
+    save_image,
+    set_params,
+)
 from overfitlab.collect import collect
 from overfitlab.prepare import prepare
 from overfitlab.report import final_accuracy, report
@@ -22,9 +30,13 @@ def test_messy_folder_through_prepare_train_collect_report(project, tmp_path):
     overrides = image_folder_overrides(root, **{"+dataset.extra_test_sets.scope2": str(other)})
     meta = prepare(compose("prepare", overrides))
     assert meta["leakage"]["shared_contents"] == 0
-    set_params(project, study={"datasets": ["cells"], "models": ["model_d"], "seeds": [0, 1]}, train={"epochs": 2})
+    set_params(
+        project, study={"datasets": ["cells"], "models": ["model_d"], "seeds": [0, 1]}, train={"epochs": 2}
+    )
     for seed in (0, 1):
-        train(compose("train", overrides[:2] + ["model=model_d", f"seed={seed}", "trainer.progress_bar=false"]))
+        train(
+            compose("train", overrides[:2] + ["model=model_d", f"seed={seed}", "trainer.progress_bar=false"])
+        )
     metrics = pd.read_csv(project / "runs/cells/model_d/seed=0/metrics.csv")
     assert list(metrics.columns[-2:]) == ["test_acc/scope2", "test_loss/scope2"] and len(metrics) == 2
     assert metrics["test_acc/scope2"].between(0, 1).all() and metrics["test_loss/scope2"].gt(0).all()
@@ -42,7 +54,9 @@ def test_messy_folder_through_prepare_train_collect_report(project, tmp_path):
     assert "test_acc/scope2" in curve
     boxes = final_accuracy(runs)
     assert sorted(boxes.dataset.unique()) == ["cells", "cells | test@scope2"]
-    assert np.allclose(boxes[boxes.dataset == "cells | test@scope2"].test_acc_pct, 100 * runs["final_test_acc/scope2"])
+    assert np.allclose(
+        boxes[boxes.dataset == "cells | test@scope2"].test_acc_pct, 100 * runs["final_test_acc/scope2"]
+    )
 
     page = report().read_text()
     assert (project / "reports/figures/sample_tiles.png").stat().st_size > 1000

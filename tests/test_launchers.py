@@ -33,17 +33,21 @@ def launcher_config(name: str, *overrides: str, config_dir: Path | None = None):
     return cfg.hydra.launcher
 
 
-@pytest.mark.parametrize("name,overrides,at_once,here", [
-    ("local", [], 1, 1),                                            # one run after another
-    ("parallel", [], CORES, CORES),                                 # a worker per core
-    ("parallel", ["hydra.launcher.n_jobs=2"], 2, 2),
-    ("local_jobs", [], CORES, CORES),                               # a submitit job per core
-    ("local_jobs", ["hydra.launcher.array_parallelism=2"], 2, 2),
-    ("slurm", [], 256, 1),                                          # each job alone on its cores
-    ("slurm_gpu", ["hydra.launcher.array_parallelism=1"], 1, 1),
-])
+@pytest.mark.parametrize(
+    "name,overrides,at_once,here",
+    [
+        ("local", [], 1, 1),  # one run after another
+        ("parallel", [], CORES, CORES),  # a worker per core
+        ("parallel", ["hydra.launcher.n_jobs=2"], 2, 2),
+        ("local_jobs", [], CORES, CORES),  # a submitit job per core
+        ("local_jobs", ["hydra.launcher.array_parallelism=2"], 2, 2),
+        ("slurm", [], 256, 1),  # each job alone on its cores
+        ("slurm_gpu", ["hydra.launcher.array_parallelism=1"], 1, 1),
+    ],
+)
 def test_each_launcher_shares_out_the_cores_and_says_how_many_jobs_run_at_once(
-        project, name, overrides, at_once, here):
+    project, name, overrides, at_once, here
+):
     from overfitlab.training.fitting import jobs_at_once, parallel_runs, threads_per_run
 
     launcher = launcher_config(name, *overrides, config_dir=project / "conf")
@@ -63,7 +67,8 @@ def test_slurm_threads_follow_the_cores_slurm_allocated(monkeypatch):
 
 @pytest.mark.parametrize("study", [".", "studies/mine"])
 def test_the_slurm_gpu_batch_script_asks_one_gpu_per_run_and_activates_the_project(
-        project, tmp_path, monkeypatch, study):
+    project, tmp_path, monkeypatch, study
+):
     from hydra.utils import instantiate
 
     bin_dir = tmp_path / "bin"  # submitit's SLURM executor wants srun on the PATH
@@ -78,9 +83,16 @@ def test_the_slurm_gpu_batch_script_asks_one_gpu_per_run_and_activates_the_proje
     executor = instantiate(launcher).executor()._executor
     executor.parameters["map_count"] = 4  # as submitit submits a sweep of 4 runs: one job array
     script = executor._make_submission_file_text(executor._submitit_command_str, "x")
-    for line in ("#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB",
-                 "#SBATCH --time=60", "#SBATCH --partition=gpu", "#SBATCH --array=0-3%4",
-                 "#SBATCH --signal=USR2@120", f"source {project.resolve()}/.venv/bin/activate"):
+    for line in (
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16GB",
+        "#SBATCH --time=60",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --array=0-3%4",
+        "#SBATCH --signal=USR2@120",
+        f"source {project.resolve()}/.venv/bin/activate",
+    ):
         assert line in script.splitlines(), (line, script)
     assert executor.max_num_timeout == 3  # a job stopped at its time limit is requeued up to 3 times
 
@@ -95,8 +107,9 @@ def job_processes(project: Path) -> dict[str, int]:
         try:
             if not proc.name.isdigit() or b"submitit.core._submit" not in (proc / "cmdline").read_bytes():
                 continue
-            environ = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0")
-                           if b"=" in item)
+            environ = dict(
+                item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item
+            )
         except OSError:
             continue
         job_id = environ.get(b"SUBMITIT_LOCAL_JOB_ID", b"").decode()
@@ -108,9 +121,13 @@ def job_processes(project: Path) -> dict[str, int]:
 
 
 def start(*overrides: str) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "overfitlab.train", "-m", "trainer.progress_bar=false", *overrides],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [PY, "-m", "overfitlab.train", "-m", "trainer.progress_bar=false", *overrides],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def epochs_logged(project: Path, model: str, seed: str) -> int:
@@ -121,8 +138,11 @@ def epochs_logged(project: Path, model: str, seed: str) -> int:
         client, _, children = mlflow_runs(project)
     except AttributeError:  # the experiment does not exist yet
         return 0
-    running = [c for c in children if c.info.status == "RUNNING"
-               and (c.data.tags.get("model"), c.data.tags.get("seed")) == (model, seed)]
+    running = [
+        c
+        for c in children
+        if c.info.status == "RUNNING" and (c.data.tags.get("model"), c.data.tags.get("seed")) == (model, seed)
+    ]
     return max((len(client.get_metric_history(c.info.run_id, "train_loss")) for c in running), default=0)
 
 
@@ -140,8 +160,12 @@ def signal_run_mid_training(process, project: Path, run: str, signum: int) -> No
         time.sleep(0.3)
 
 
-SWEEP = ("hydra/launcher=local_jobs", "hydra.launcher.array_parallelism=2",
-         "model=mlp_300_100,model_d", "seed=0,1")
+SWEEP = (
+    "hydra/launcher=local_jobs",
+    "hydra.launcher.array_parallelism=2",
+    "model=mlp_300_100,model_d",
+    "seed=0,1",
+)
 
 
 def max_overlap(children) -> int:

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from browser import Chromium, chromium_executable
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(chromium_executable() is None,
-                                reason="Chromium is not installed: apt-get install chromium (.ci/run does)")
+pytestmark = pytest.mark.skipif(
+    chromium_executable() is None, reason="Chromium is not installed: apt-get install chromium (.ci/run does)"
+)
 
 
 def free_port() -> int:
@@ -39,15 +41,23 @@ def ui(project, tmp_path):
     """A finished 2-seed sweep in the project copy's mlflow.db, served by scripts/mlflow-ui.sh;
     yields (the study's link as printed by the script, the project)."""
     env = {**os.environ, "OVERFITLAB_PYTHON": sys.executable}
-    for args in (["overfitlab.prepare"],
-                 ["overfitlab.train", "-m", "model=mlp_300_100", "seed=0,1", "train.epochs=3"]):
-        result = subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True,
-                                timeout=600)
+    for args in (
+        ["overfitlab.prepare"],
+        ["overfitlab.train", "-m", "model=mlp_300_100", "seed=0,1", "train.epochs=3"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=600
+        )
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     port = free_port()
-    proc = subprocess.Popen([str(ROOT / "scripts" / "mlflow-ui.sh")], text=True, start_new_session=True,
-                            env={**env, "PORT": str(port), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "mlflow-ui.sh")],
+        text=True,
+        start_new_session=True,
+        env={**env, "PORT": str(port), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     try:
@@ -84,8 +94,9 @@ def rows_js() -> str:
 @pytest.mark.slow
 def test_the_study_opens_on_its_training_runs_with_their_dataset_and_charts(ui, tmp_path):
     link, project = ui
-    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#/experiments/\d+\?workflowType=machine_learning", link), \
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#/experiments/\d+\?workflowType=machine_learning", link), (
         link
+    )
     meta = json.loads((project / "data/prepared/fashion_mnist/meta.json").read_text())
     shots = Path(os.environ.get("OVERFITLAB_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
@@ -108,8 +119,10 @@ def test_the_study_opens_on_its_training_runs_with_their_dataset_and_charts(ui, 
         assert len(rows) == 3 and len(children) == 2, rows
         assert all(dataset in r and "Training" in r for r in children), rows
         assert dataset not in next(r for r in rows if "sweep " in r)  # the sweep itself trains on nothing
-        browser.evaluate("[...document.querySelectorAll('button')].find(b => "
-                         "b.getAttribute('aria-label') === 'Close')?.click()")  # the assistant's panel
+        browser.evaluate(
+            "[...document.querySelectorAll('button')].find(b => "
+            "b.getAttribute('aria-label') === 'Close')?.click()"
+        )  # the assistant's panel
         time.sleep(1)
         browser.screenshot(shots / "mlflow-ui-runs.png")
 
@@ -132,8 +145,10 @@ def test_the_study_opens_on_its_training_runs_with_their_dataset_and_charts(ui, 
         for metric, steps, values in drawn:
             assert steps == table.epoch.tolist() == [1, 2, 3], metric
             assert values == pytest.approx(table[metric].tolist(), rel=1e-6), metric
-        browser.evaluate("[...document.querySelectorAll('button')].find(b => "
-                         "b.getAttribute('aria-label') === 'Close')?.click()")
+        browser.evaluate(
+            "[...document.querySelectorAll('button')].find(b => "
+            "b.getAttribute('aria-label') === 'Close')?.click()"
+        )
         time.sleep(1)
         browser.screenshot(shots / "mlflow-ui-metrics.png")
     finally:

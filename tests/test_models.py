@@ -18,8 +18,9 @@ def test_every_model_config_adapts_to_input_and_classes(config, channels, size, 
     import overfitlab  # noqa: F401  (registers the `repeat` resolver of mlp_search)
 
     # Inside the composed config, as in a run: mlp_search reads the searched sizes from `search`.
-    cfg = OmegaConf.create({"search": {"layers": 2, "units": 16, "dropout": 0.1},
-                            "model": OmegaConf.load(config)}).model
+    cfg = OmegaConf.create(
+        {"search": {"layers": 2, "units": 16, "dropout": 0.1}, "model": OmegaConf.load(config)}
+    ).model
     if cfg.name == "alexnet":
         cfg.net.dense_width = 64  # the real width works too; this keeps the test light
     assert cfg.name == config.stem
@@ -53,8 +54,17 @@ def test_feature_maps_are_every_convolution_call_in_order():
     image = torch.rand(1, 28, 28)
     maps = conv_feature_maps(net, image)
     # entry conv, conv16 twice (shared weights), conv32, conv32_2 twice, conv64, conv64_2 twice
-    assert [k.split("_", 1)[1] for k in maps] == ["entry_conv", "conv16", "conv16", "conv32", "conv32_2",
-                                                   "conv32_2", "conv64", "conv64_2", "conv64_2"]
+    assert [k.split("_", 1)[1] for k in maps] == [
+        "entry_conv",
+        "conv16",
+        "conv16",
+        "conv32",
+        "conv32_2",
+        "conv32_2",
+        "conv64",
+        "conv64_2",
+        "conv64_2",
+    ]
     assert maps["01_entry_conv"].shape == (16, 28, 28)
     expected = net.entry_conv.eval()(image[None])[0]
     assert torch.allclose(maps["01_entry_conv"], expected.detach())

@@ -23,8 +23,12 @@ DVC = str(Path(sys.executable).parent / "dvc")
 
 @pytest.fixture
 def repo(project):
-    for args in (["git", "init", "-q"], [DVC, "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+    for args in (
+        ["git", "init", "-q"],
+        [DVC, "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
         subprocess.run(args, cwd=project, check=True, capture_output=True)
     return project
 
@@ -88,8 +92,14 @@ def test_interrupted_repro_resumes_without_retraining_finished_seeds(repo):
     set_params(repo, study={"models": ["model_d"], "seeds": [0, 1, 2, 3, 4, 5]}, train={"epochs": 20})
     # As from a terminal: SIGINT at its default even when the tests themselves run in a background
     # job (where the shell ignores SIGINT and every child, Python included, would inherit that).
-    proc = subprocess.Popen([DVC, "repro"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [DVC, "repro"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     first = repo / "runs/fashion_mnist/model_d/seed=0/done.json"
     deadline = time.time() + 240
     while not first.exists() and time.time() < deadline and proc.poll() is None:

@@ -64,12 +64,15 @@ def test_stratified_sample_keeps_proportions():
     assert np.bincount(labels[idx]).tolist() == [30, 15, 5]
 
 
-@pytest.mark.parametrize("override,key", [
-    ("prepare.train_size=100000", "prepare.train_size"),
-    ("prepare.val_size=0", "prepare.val_size"),
-    ("prepare.classes=[0,42]", "prepare.classes"),
-    ("prepare.classes=[4]", "prepare.classes"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("prepare.train_size=100000", "prepare.train_size"),
+        ("prepare.val_size=0", "prepare.val_size"),
+        ("prepare.classes=[0,42]", "prepare.classes"),
+        ("prepare.classes=[4]", "prepare.classes"),
+    ],
+)
 def test_bad_prepare_values_fail_with_one_line_and_write_nothing(project, override, key):
     result = run_cli(sys.executable, "-m", "overfitlab.prepare", override)
     assert result.returncode == 2, result.stderr
@@ -80,7 +83,9 @@ def test_bad_prepare_values_fail_with_one_line_and_write_nothing(project, overri
 
 def test_missing_dataset_says_how_to_get_it(project, monkeypatch, tmp_path):
     monkeypatch.setenv("OVERFITLAB_DATA_DIR", str(tmp_path / "empty"))
-    result = run_cli(sys.executable, "-m", "overfitlab.prepare", "dataset.search_dirs=[" + str(tmp_path / "empty") + "]")
+    result = run_cli(
+        sys.executable, "-m", "overfitlab.prepare", "dataset.search_dirs=[" + str(tmp_path / "empty") + "]"
+    )
     assert result.returncode == 2
     assert "dataset-fashion-mnist" in result.stderr and "not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -46,8 +46,11 @@ class _Python2Pickler(pickle._Pickler):
     dispatch = pickle._Pickler.dispatch.copy()
 
     def _save_py2_str(self, obj: bytes) -> None:
-        opcode = pickle.SHORT_BINSTRING + bytes([len(obj)]) if len(obj) < 256 else \
-            pickle.BINSTRING + struct.pack("<i", len(obj))
+        opcode = (
+            pickle.SHORT_BINSTRING + bytes([len(obj)])
+            if len(obj) < 256
+            else pickle.BINSTRING + struct.pack("<i", len(obj))
+        )
         self.write(opcode + obj)
         self.memoize(obj)
 
@@ -64,7 +67,7 @@ def cifar_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     say the class, so that a small CNN learns something in two epochs."""
     images = rng.integers(0, 60, size=(len(labels), 3, 32, 32), dtype=np.uint8)
     for i, label in enumerate(labels):
-        images[i, label % 3, 2 + 3 * label: 4 + 3 * label, 4:28] = 230
+        images[i, label % 3, 2 + 3 * label : 4 + 3 * label, 4:28] = 230
     return images.reshape(len(labels), 3072)
 
 
@@ -76,11 +79,25 @@ def write_cifar(raw_dir: Path, per_batch: int = 40, n_test: int = 100, python2: 
     names = [(f"data_batch_{i}", per_batch, f"training batch {i} of 5") for i in range(1, 6)]
     for name, n, title in names + [("test_batch", n_test, "testing batch 1 of 1")]:
         labels = rng.permutation(np.arange(n) % 10)
-        _dump({b"batch_label": title.encode(), b"labels": [int(v) for v in labels],
-               b"data": cifar_images(labels, rng), b"filenames": [f"img_{i}.png".encode() for i in range(n)]},
-              folder / name, python2)
-    _dump({b"num_cases_per_batch": per_batch, b"label_names": [c.encode() for c in CIFAR_CLASSES],
-           b"num_vis": 3072}, folder / "batches.meta", python2)
+        _dump(
+            {
+                b"batch_label": title.encode(),
+                b"labels": [int(v) for v in labels],
+                b"data": cifar_images(labels, rng),
+                b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+            },
+            folder / name,
+            python2,
+        )
+    _dump(
+        {
+            b"num_cases_per_batch": per_batch,
+            b"label_names": [c.encode() for c in CIFAR_CLASSES],
+            b"num_vis": 3072,
+        },
+        folder / "batches.meta",
+        python2,
+    )
     return folder
 
 
@@ -119,8 +136,13 @@ def test_damaged_or_missing_idx_files_are_one_line_errors_naming_the_file(projec
     with pytest.raises(ConfigError, match="not an IDX file"):
         raw(project, "mnist")
     labels.unlink()
-    result = run_cli(sys.executable, "-m", "overfitlab.prepare", "dataset=mnist",
-                     f"dataset.search_dirs=[{tmp_path / 'nowhere'}]")
+    result = run_cli(
+        sys.executable,
+        "-m",
+        "overfitlab.prepare",
+        "dataset=mnist",
+        f"dataset.search_dirs=[{tmp_path / 'nowhere'}]",
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "nowhere" in lines[0] and "t10k-labels-idx1-ubyte" in lines[0] and "MNIST/raw/" in lines[0]
@@ -162,9 +184,12 @@ def test_cifar_problems_are_one_line_errors_naming_the_folder(project, tmp_path)
 def _pipeline(project: Path, dataset: str) -> str:
     """prepare -> train (the study's sweep) -> collect -> report, as a user runs them."""
     out = ""
-    for args in (["overfitlab.prepare", f"dataset={dataset}"],
-                 ["overfitlab.train", "-m", "trainer.progress_bar=false"],
-                 ["overfitlab.collect"], ["overfitlab.report"]):
+    for args in (
+        ["overfitlab.prepare", f"dataset={dataset}"],
+        ["overfitlab.train", "-m", "trainer.progress_bar=false"],
+        ["overfitlab.collect"],
+        ["overfitlab.report"],
+    ):
         result = run_cli(sys.executable, "-m", *args)
         assert result.returncode == 0, f"{args}: {result.stdout[-2000:]}{result.stderr[-3000:]}"
         out += result.stdout + result.stderr
@@ -175,9 +200,12 @@ def _pipeline(project: Path, dataset: str) -> str:
 def test_mnist_zero_vs_one_with_the_lesson_models_end_to_end(project, tmp_path):
     write_mnist(tmp_path / "raw", n_train=400, n_test=200)
     models = ["model_a", "model_b", "model_c", "model_d"]
-    set_params(project, study={"datasets": ["mnist"], "models": models, "seeds": [0]},
-               prepare={"classes": [0, 1], "train_size": 60, "val_size": 20},
-               train={"epochs": 5, "batch_size": 10})
+    set_params(
+        project,
+        study={"datasets": ["mnist"], "models": models, "seeds": [0]},
+        prepare={"classes": [0, 1], "train_size": 60, "val_size": 20},
+        train={"epochs": 5, "batch_size": 10},
+    )
     out = _pipeline(project, "mnist")
     assert f"prepared mnist (from {tmp_path / 'raw' / 'MNIST' / 'raw'})" in out
     meta = json.loads((project / "data/prepared/mnist/meta.json").read_text())
@@ -192,8 +220,12 @@ def test_mnist_zero_vs_one_with_the_lesson_models_end_to_end(project, tmp_path):
 @pytest.mark.slow
 def test_cifar10_with_cnn_pool_dropout_end_to_end(project, tmp_path):
     write_cifar(tmp_path / "raw", per_batch=60, n_test=100)
-    set_params(project, study={"datasets": ["cifar10"], "models": ["cnn_pool_dropout"], "seeds": [0]},
-               prepare={"train_size": 200, "val_size": 100}, train={"epochs": 2})
+    set_params(
+        project,
+        study={"datasets": ["cifar10"], "models": ["cnn_pool_dropout"], "seeds": [0]},
+        prepare={"train_size": 200, "val_size": 100},
+        train={"epochs": 2},
+    )
     out = _pipeline(project, "cifar10")
     assert f"prepared cifar10 (from {tmp_path / 'raw' / 'cifar-10-batches-py'})" in out
     meta = json.loads((project / "data/prepared/cifar10/meta.json").read_text())

@@ -105,6 +105,13 @@ def test_every_stage_depends_on_the_code_it_runs():
 def test_the_import_scan_finds_lazy_and_relative_imports():
     """The check above can fail: the train stage's closure has its lazy and relative imports."""
     needed = {str(p.relative_to(PACKAGE)) for p in closure({"overfitlab.train"})}
-    assert {"train.py", "runs.py", "tracking.py", "training/fitting.py", "training/module.py",
-            "__init__.py", "data/controls.py"} <= needed
+    assert {
+        "train.py",
+        "runs.py",
+        "tracking.py",
+        "training/fitting.py",
+        "training/module.py",
+        "__init__.py",
+        "data/controls.py",
+    } <= needed
     assert "report.py" not in needed

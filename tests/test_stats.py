@@ -108,7 +108,8 @@ def test_mean_ci_is_the_t_interval():
     ref = stats.t.interval(0.95, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
     assert st.mean_ci(values) == pytest.approx(ref)
     assert st.mean_ci(values, level=0.8) == pytest.approx(
-        stats.t.interval(0.8, 4, loc=values.mean(), scale=stats.sem(values)))
+        stats.t.interval(0.8, 4, loc=values.mean(), scale=stats.sem(values))
+    )
     assert st.mean_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
     assert all(np.isnan(st.mean_ci([0.7])))
     rows = np.array([[0.80, 0.83, 0.79], [0.5, 0.6, 0.7]])
@@ -140,8 +141,12 @@ def test_prob_improvement_interval_solves_the_score_equation():
     q = stats.t.ppf(0.975, n_a + n_b - 2)
 
     def score(theta, estimate):
-        var = theta * (1 - theta) / (n_a * n_b) * (1 + ((n_a + n_b) / 2 - 1) * ((1 - theta) / (2 - theta)
-                                                                                 + theta / (1 + theta)))
+        var = (
+            theta
+            * (1 - theta)
+            / (n_a * n_b)
+            * (1 + ((n_a + n_b) / 2 - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+        )
         return (estimate - theta) ** 2 - q**2 * var
 
     estimates = np.arange(n_a * n_b + 1) / (n_a * n_b)
@@ -173,8 +178,13 @@ def test_prob_improvement_interval_never_claims_more_than_the_exact_test(n_a, n_
 
 
 def test_pairwise_compares_every_pair_within_each_dataset():
-    final = pd.DataFrame({"dataset": ["d"] * 9 + ["e"] * 2, "model": list("aaabbbccc") + ["a", "b"],
-                          "test_acc_pct": [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2]})
+    final = pd.DataFrame(
+        {
+            "dataset": ["d"] * 9 + ["e"] * 2,
+            "model": list("aaabbbccc") + ["a", "b"],
+            "test_acc_pct": [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2],
+        }
+    )
     table = st.pairwise(final)
     assert table[table.dataset == "d"][["a", "b"]].values.tolist() == [["a", "b"], ["a", "c"], ["b", "c"]]
     assert table[table.dataset == "e"].iloc[0].note == "N too small: p cannot go below 1"
@@ -182,7 +192,7 @@ def test_pairwise_compares_every_pair_within_each_dataset():
     assert columns[:7] == ["dataset", "a", "b", "n_a", "n_b", "median_a", "median_b"]
     assert {"U", "p", "p_method", "smallest_p", "note"} <= set(columns)
     at = columns.index("cliffs_delta")
-    assert columns[at + 1:at + 4] == ["prob_improvement", "prob_improvement_low", "prob_improvement_high"]
+    assert columns[at + 1 : at + 4] == ["prob_improvement", "prob_improvement_low", "prob_improvement_high"]
     first = table.iloc[0]
     assert first.prob_improvement == 0 and first.prob_improvement_low == 0
     assert 0.5 < first.prob_improvement_high < 1  # 3 vs 3, a below b throughout: still compatible with 0.5

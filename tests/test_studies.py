@@ -20,8 +20,11 @@ from conftest import ROOT, SMALL_STUDY, run_cli
 DVC = str(Path(sys.executable).parent / "dvc")
 
 
-@pytest.mark.parametrize("study_pipeline", sorted(ROOT.glob("studies/**/dvc.yaml")),
-                         ids=lambda p: str(p.parent.relative_to(ROOT / "studies")))
+@pytest.mark.parametrize(
+    "study_pipeline",
+    sorted(ROOT.glob("studies/**/dvc.yaml")),
+    ids=lambda p: str(p.parent.relative_to(ROOT / "studies")),
+)
 def test_every_study_runs_the_project_pipeline(study_pipeline):
     root, study = (yaml.safe_load(p.read_text()) for p in (ROOT / "dvc.yaml", study_pipeline))
     assert study["stages"] == root["stages"] and study["plots"] == root["plots"]
@@ -39,8 +42,12 @@ def test_a_label_noise_study_in_its_own_directory(project):
     params = json.loads(json.dumps(SMALL_STUDY))
     params["study"].update(name="tiny-noise", models=["mlp_300_100", "model_d"], label_noise=[0.0, 1.0])
     (study_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for args in (["git", "init", "-q"], [DVC, "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+    for args in (
+        ["git", "init", "-q"],
+        [DVC, "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
         subprocess.run(args, cwd=project, check=True, capture_output=True)
 
     result = run_cli(DVC, "repro", "studies/tiny/dvc.yaml", cwd=project)
@@ -55,8 +62,12 @@ def test_a_label_noise_study_in_its_own_directory(project):
     runs = pd.read_csv(study_dir / "reports/metrics/runs.csv")
     assert len(runs) == 2 * 2 * 2 and sorted(runs.label_noise.unique()) == [0.0, 1.0]
     noise = pd.read_csv(study_dir / "reports/figures/label_noise.csv")
-    assert sorted(zip(noise.model, noise.label_noise)) == [("mlp_300_100", 0.0), ("mlp_300_100", 1.0),
-                                                           ("model_d", 0.0), ("model_d", 1.0)]
+    assert sorted(zip(noise.model, noise.label_noise)) == [
+        ("mlp_300_100", 0.0),
+        ("mlp_300_100", 1.0),
+        ("model_d", 0.0),
+        ("model_d", 1.0),
+    ]
     # Real labels are learnable, random ones are not: test accuracy at p = 1 is far below p = 0.
     acc = noise.set_index(["model", "label_noise"]).test_acc_mean
     assert acc[("mlp_300_100", 0.0)] > acc[("mlp_300_100", 1.0)] + 20
@@ -71,5 +82,10 @@ def test_a_label_noise_study_in_its_own_directory(project):
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny-noise")
-    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == 8 and {r.data.tags["dataset"] for r in children} == {"fashion_mnist", "fashion_mnist+labels1"}
+    children = [
+        r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+    ]
+    assert len(children) == 8 and {r.data.tags["dataset"] for r in children} == {
+        "fashion_mnist",
+        "fashion_mnist+labels1",
+    }

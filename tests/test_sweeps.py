@@ -41,12 +41,19 @@ def done(project: Path, model: str, seed: int) -> dict | None:
 
 
 def train(*overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return run_cli(PY, "-m", "overfitlab.train", "-m", "trainer.progress_bar=false", *overrides, timeout=timeout)
+    return run_cli(
+        PY, "-m", "overfitlab.train", "-m", "trainer.progress_bar=false", *overrides, timeout=timeout
+    )
 
 
 def test_joblib_sweep_with_two_workers_trains_every_run_under_one_parent(prepared, project):
-    result = train("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp_300_100,model_d",
-                   "seed=0,1", "train.epochs=2")
+    result = train(
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "model=mlp_300_100,model_d",
+        "seed=0,1",
+        "train.epochs=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for model in ("mlp_300_100", "model_d"):
         for seed in (0, 1):
@@ -104,14 +111,27 @@ def test_diverged_and_failed_runs_do_not_stop_the_sweep(prepared, project):
 
 
 def test_a_sweep_killed_mid_run_leaves_its_parent_killed_at_the_next_start(prepared, project):
-    process = subprocess.Popen([PY, "-m", "overfitlab.train", "-m", "trainer.progress_bar=false",
-                                "model=mlp_300_100", "seed=0,1", "train.epochs=40"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "overfitlab.train",
+            "-m",
+            "trainer.progress_bar=false",
+            "model=mlp_300_100",
+            "seed=0,1",
+            "train.epochs=40",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         # Killed once seed 0 is done and seed 1 is training (its MLflow child run exists).
-        while not ((project / "runs/fashion_mnist/mlp_300_100/seed=1").exists()
-                   and len(mlflow_runs(project)[2]) == 2):
+        while not (
+            (project / "runs/fashion_mnist/mlp_300_100/seed=1").exists() and len(mlflow_runs(project)[2]) == 2
+        ):
             assert process.poll() is None and time.time() < deadline, "the sweep ended before the kill"
             time.sleep(0.5)
     finally:

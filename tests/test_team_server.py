@@ -27,15 +27,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from conftest import ROOT
 
 SCRIPT = str(ROOT / "scripts" / "mlflow-server.sh")
 HAVE_POSTGRES = bool(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl") or shutil.which("pg_ctl"))
 
 # Where it is installed (.ci/run does) the tests run; a missing PostgreSQL fails them in CI.
-pytestmark = pytest.mark.skipif(not HAVE_POSTGRES and not os.environ.get("CI"),
-                                reason="PostgreSQL is not installed: apt-get install postgresql "
-                                       "(.ci/run does)")
+pytestmark = pytest.mark.skipif(
+    not HAVE_POSTGRES and not os.environ.get("CI"),
+    reason="PostgreSQL is not installed: apt-get install postgresql (.ci/run does)",
+)
 
 
 def run_script(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -78,18 +80,26 @@ class Server:
     pg_port: int
 
     def script(self, *args: str, timeout: int = 300, **env) -> subprocess.CompletedProcess:
-        return subprocess.run([SCRIPT, *args], env={**self.env, **env}, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [SCRIPT, *args], env={**self.env, **env}, capture_output=True, text=True, timeout=timeout
+        )
 
-    def api(self, method: str, endpoint: str, body: dict | None = None, auth: tuple[str, str] | None = None,
-            **query) -> dict:
+    def api(
+        self,
+        method: str,
+        endpoint: str,
+        body: dict | None = None,
+        auth: tuple[str, str] | None = None,
+        **query,
+    ) -> dict:
         """One call of MLflow's REST API, as plain HTTP."""
         url = f"{self.url}/api/2.0/mlflow/{endpoint}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         if auth:
             request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
         with urllib.request.urlopen(request, timeout=60) as response:
@@ -99,8 +109,9 @@ class Server:
         """An artifact through the server's artifact proxy (mlflow-artifacts:/<exp>/<run>/artifacts)."""
         assert artifact_uri.startswith("mlflow-artifacts:/"), artifact_uri
         location = artifact_uri.removeprefix("mlflow-artifacts:/").strip("/")
-        with urllib.request.urlopen(f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{location}/{path}",
-                                    timeout=60) as response:
+        with urllib.request.urlopen(
+            f"{self.url}/api/2.0/mlflow-artifacts/artifacts/{location}/{path}", timeout=60
+        ) as response:
             return response.read()
 
 
@@ -110,9 +121,15 @@ def server():
     state = Path(tempfile.mkdtemp(prefix="overfitlab-server-"))
     state.chmod(0o755)
     port, pg_port = free_port(), free_port()
-    env = {**os.environ, "OVERFITLAB_SERVER_DIR": str(state), "MLFLOW_PORT": str(port),
-           "OVERFITLAB_PG_PORT": str(pg_port), "OVERFITLAB_PYTHON": sys.executable,
-           "OVERFITLAB_MLFLOW_WORKERS": "2", "OVERFITLAB_MLFLOW_AUTH": "0"}
+    env = {
+        **os.environ,
+        "OVERFITLAB_SERVER_DIR": str(state),
+        "MLFLOW_PORT": str(port),
+        "OVERFITLAB_PG_PORT": str(pg_port),
+        "OVERFITLAB_PYTHON": sys.executable,
+        "OVERFITLAB_MLFLOW_WORKERS": "2",
+        "OVERFITLAB_MLFLOW_AUTH": "0",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     srv = Server(state, env, f"http://127.0.0.1:{port}", pg_port)
     try:
@@ -135,8 +152,11 @@ def server():
 
 
 def log_tail(state: Path) -> str:
-    return "".join(f"\n--- {log}\n" + log.read_text(errors="replace")[-3000:]
-                   for log in sorted((state / "logs").glob("*.log")) if os.access(log, os.R_OK))
+    return "".join(
+        f"\n--- {log}\n" + log.read_text(errors="replace")[-3000:]
+        for log in sorted((state / "logs").glob("*.log"))
+        if os.access(log, os.R_OK)
+    )
 
 
 def flatten(prefix: str, obj, out: dict) -> dict:
@@ -151,12 +171,18 @@ def flatten(prefix: str, obj, out: dict) -> dict:
 @pytest.mark.slow
 def test_a_parallel_sweep_logs_everything_to_the_team_server(server, project):
     env = {**os.environ, "MLFLOW_TRACKING_URI": server.url}
-    prepared = subprocess.run([sys.executable, "-m", "overfitlab.prepare"], env=env, capture_output=True,
-                              text=True)
+    prepared = subprocess.run(
+        [sys.executable, "-m", "overfitlab.prepare"], env=env, capture_output=True, text=True
+    )
     assert prepared.returncode == 0, prepared.stderr
     start = time.perf_counter()
-    sweep = subprocess.run([sys.executable, "-m", "overfitlab.train", "-m", "hydra/launcher=joblib",
-                            "hydra.launcher.n_jobs=2"], env=env, capture_output=True, text=True, timeout=900)
+    sweep = subprocess.run(
+        [sys.executable, "-m", "overfitlab.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     seconds = time.perf_counter() - start
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:] + log_tail(server.state)
     print(f"sweep of 4 runs x 2 epochs, 2 joblib workers, against the server: {seconds:.1f} s")
@@ -164,8 +190,9 @@ def test_a_parallel_sweep_logs_everything_to_the_team_server(server, project):
     experiment = server.api("GET", "experiments/get-by-name", experiment_name="test-study")["experiment"]
     tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
     assert tags["mlflow.experimentKind"] == "custom_model_development"
-    runs = server.api("POST", "runs/search", {"experiment_ids": [experiment["experiment_id"]],
-                                              "max_results": 1000})["runs"]
+    runs = server.api(
+        "POST", "runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 1000}
+    )["runs"]
     tags_of = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs}
     parents = [r for r in runs if tags_of[r["info"]["run_id"]].get("overfitlab.kind") == "sweep"]
     children = [r for r in runs if "mlflow.parentRunId" in tags_of[r["info"]["run_id"]]]
@@ -218,12 +245,18 @@ def test_a_parallel_sweep_logs_everything_to_the_team_server(server, project):
     # The runs are in PostgreSQL (not a file store the server fell back to).
     import psycopg2
 
-    connection = psycopg2.connect(host="127.0.0.1", port=server.pg_port, user="mlflow", dbname="mlflow",
-                                  passfile=str(server.state / "pgpass"))
+    connection = psycopg2.connect(
+        host="127.0.0.1",
+        port=server.pg_port,
+        user="mlflow",
+        dbname="mlflow",
+        passfile=str(server.state / "pgpass"),
+    )
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM runs WHERE experiment_id = %s",
-                           (int(experiment["experiment_id"]),))
+            cursor.execute(
+                "SELECT count(*) FROM runs WHERE experiment_id = %s", (int(experiment["experiment_id"]),)
+            )
             assert cursor.fetchone()[0] == 5
             cursor.execute("SELECT count(DISTINCT step) FROM metrics WHERE key = 'test_acc'")
             assert cursor.fetchone()[0] == 2
@@ -236,14 +269,17 @@ def test_start_is_idempotent_and_restarts_keep_the_runs_with_or_without_authenti
     experiment_id = server.api("POST", "experiments/create", {"name": "restart-check"})["experiment_id"]
     run = server.api("POST", "runs/create", {"experiment_id": experiment_id, "start_time": 1})["run"]
     run_id = run["info"]["run_id"]
-    server.api("POST", "runs/log-metric",
-               {"run_id": run_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})
+    server.api(
+        "POST", "runs/log-metric", {"run_id": run_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3}
+    )
 
     again = server.script("start")
     assert again.returncode == 0 and "already running" in again.stdout
     assert (server.state / "mlflow.pid").read_text() == first_pid
-    assert "restart-check: " + f"{server.url}/#/experiments/{experiment_id}?workflowType=machine_learning" \
+    assert (
+        "restart-check: " + f"{server.url}/#/experiments/{experiment_id}?workflowType=machine_learning"
         in again.stdout
+    )
     assert server.script("status").returncode == 0
 
     stopped = server.script("stop")
@@ -284,17 +320,20 @@ def test_clear_errors_for_a_busy_port_a_missing_postgresql_and_a_bad_command(tmp
         result = run_script("start", env={**env, "MLFLOW_PORT": str(port)})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: port {port} on 127.0.0.1 is in use by another program: set MLFLOW_PORT to a free port")
+        f"error: port {port} on 127.0.0.1 is in use by another program: set MLFLOW_PORT to a free port"
+    )
     assert not (state / "postgres").exists()  # checked before anything is created
 
     result = run_script("start", env={**env, "PG_BIN": str(tmp_path / "nowhere")})
     assert result.returncode == 1
-    assert result.stderr.strip() == (f"error: PG_BIN={tmp_path / 'nowhere'} has no pg_ctl: "
-                                     "point it at PostgreSQL's bin directory")
+    assert result.stderr.strip() == (
+        f"error: PG_BIN={tmp_path / 'nowhere'} has no pg_ctl: point it at PostgreSQL's bin directory"
+    )
 
     result = run_script("launch", env=env)
     assert result.returncode == 1 and result.stderr.strip() == (
         "error: unknown command 'launch': use start, stop, restart, status or env "
-        "(scripts/mlflow-server.sh --help)")
+        "(scripts/mlflow-server.sh --help)"
+    )
     result = run_script("start", env={**env, "MLFLOW_PORT": "http"})
     assert result.returncode == 1 and result.stderr.strip() == "error: MLFLOW_PORT=http is not a port number"

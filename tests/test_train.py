@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import compose, run_cli
-from overfitlab.training.batches import TensorBatches
 from overfitlab.train import train
+from overfitlab.training.batches import TensorBatches
 
 
 def run_once(overrides=()):
@@ -25,11 +25,27 @@ def metrics(project, model="mlp_300_100", seed=0):
 def test_run_writes_every_metric_for_every_epoch(prepared, project):
     summary = run_once(["seed=0"])
     table = metrics(project)
-    assert list(table.columns) == ["dataset", "model", "seed", "epoch", "train_loss", "train_acc",
-                                   "val_loss", "val_acc", "test_loss", "test_acc", "test_conf_wrong", "test_ece"]
+    assert list(table.columns) == [
+        "dataset",
+        "model",
+        "seed",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "test_conf_wrong",
+        "test_ece",
+    ]
     assert table.epoch.tolist() == [1, 2]  # epochs count from 1, one row each
-    assert table[["train_acc", "val_acc", "test_acc", "test_conf_wrong", "test_ece"]].apply(
-        lambda c: c.between(0, 1)).all().all()
+    assert (
+        table[["train_acc", "val_acc", "test_acc", "test_conf_wrong", "test_ece"]]
+        .apply(lambda c: c.between(0, 1))
+        .all()
+        .all()
+    )
     # The synthetic classes are easy: two epochs must beat chance (10 %) by far on the test set.
     assert table.test_acc.iloc[-1] > 0.5
     assert summary["final"]["test_acc"] == pytest.approx(table.test_acc.iloc[-1])
@@ -45,7 +61,9 @@ def test_same_seed_gives_identical_metrics_and_seeds_differ(prepared, project):
     again = pd.read_csv(project / "runs" / "again" / "metrics.csv")
     pd.testing.assert_frame_equal(first, again, check_exact=True)
     run_once(["seed=1"])
-    assert not metrics(project, seed=1)[["train_loss", "test_loss"]].equals(first[["train_loss", "test_loss"]])
+    assert not metrics(project, seed=1)[["train_loss", "test_loss"]].equals(
+        first[["train_loss", "test_loss"]]
+    )
 
 
 def test_seed_zero_is_a_real_seed(prepared, project):
@@ -73,7 +91,9 @@ def test_train_eval_pass_is_an_eval_mode_pass_over_the_training_split(prepared, 
     from overfitlab.training.fitting import fit
 
     data = load_prepared(prepared)
-    cfg = compose("train", ["model=model_c", "seed=0", "train.train_eval_pass=true", "trainer.progress_bar=false"])
+    cfg = compose(
+        "train", ["model=model_c", "seed=0", "train.train_eval_pass=true", "trainer.progress_bar=false"]
+    )
     module = fit(cfg, data).module
     last = module.history[-1]
     net = module.net.eval()
@@ -86,8 +106,9 @@ def test_train_eval_pass_is_an_eval_mode_pass_over_the_training_split(prepared, 
     loss = torch.nn.functional.cross_entropy(logits, labels).item()
     assert last["train_eval_loss"] == pytest.approx(loss, rel=1e-5)
     # Not the validation split, and not a training-mode (dropout on) pass.
-    assert last["train_eval_acc"] != pytest.approx((net(data.images["val"]).argmax(1) == data.labels["val"])
-                                                  .float().mean().item())
+    assert last["train_eval_acc"] != pytest.approx(
+        (net(data.images["val"]).argmax(1) == data.labels["val"]).float().mean().item()
+    )
     assert (in_train_mode.argmax(1) != logits.argmax(1)).any()
 
 
@@ -115,7 +136,9 @@ def test_mlflow_gets_params_tags_and_per_epoch_metrics(prepared, project):
     assert run.info.status == "FINISHED"
     assert run.data.tags["model"] == "mlp_300_100" and run.data.tags["seed"] == "0"
     assert run.data.tags["data_version"] == summary["data_version"]
-    assert run.data.params["train.epochs"] == "2" and run.data.params["optimizer._target_"] == "torch.optim.Adam"
+    assert (
+        run.data.params["train.epochs"] == "2" and run.data.params["optimizer._target_"] == "torch.optim.Adam"
+    )
     history = client.get_metric_history(run.info.run_id, "test_acc")
     assert [m.step for m in history] == [1, 2]
     assert history[-1].value == pytest.approx(summary["final"]["test_acc"])
@@ -126,7 +149,9 @@ def test_mlflow_gets_params_tags_and_per_epoch_metrics(prepared, project):
 def test_multirun_sweeps_seeds_under_one_parent_mlflow_run(prepared, project):
     from mlflow.tracking import MlflowClient
 
-    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "trainer.progress_bar=false")
+    result = run_cli(
+        sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "trainer.progress_bar=false"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("✓ fashion_mnist model_a") == 2  # one line per finished run
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -148,12 +173,15 @@ def test_training_batches_are_whole_slices_in_a_seeded_order():
     assert [v.tolist() for _, v in TensorBatches(x, y, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
-@pytest.mark.parametrize("override,key", [
-    ("train.epochs=-1", "train.epochs"),
-    ("train.epochs=0", "train.epochs"),
-    ("train.batch_size=0", "train.batch_size"),
-    ("train.lr=-0.1", "train.lr"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("train.epochs=-1", "train.epochs"),
+        ("train.epochs=0", "train.epochs"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.lr=-0.1", "train.lr"),
+    ],
+)
 def test_bad_training_values_fail_with_one_line(prepared, project, override, key):
     result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", override)
     assert result.returncode == 2
@@ -180,7 +208,11 @@ def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
     assert len(result.stderr.strip().splitlines()) == 1
     set_params(project, study={"seeds": [0]})
     result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "study.seeds=[]")
-    assert result.returncode == 2 and result.stderr.strip() == "error: study.seeds is empty (params.yaml); list at least one value, e.g. study.seeds: [0, 1, 2]"
+    assert (
+        result.returncode == 2
+        and result.stderr.strip()
+        == "error: study.seeds is empty (params.yaml); list at least one value, e.g. study.seeds: [0, 1, 2]"
+    )
     assert not (project / "runs").exists()
 
 
@@ -206,8 +238,16 @@ def test_hyperparameter_search_scores_trials_on_validation_and_writes_the_best(p
     import yaml
     from mlflow.tracking import MlflowClient
 
-    result = run_cli(sys.executable, "-m", "overfitlab.search", "--multirun", "hydra.sweeper.n_trials=3",
-                     "search.max_epochs=4", "search.patience=1", "trainer.progress_bar=false")
+    result = run_cli(
+        sys.executable,
+        "-m",
+        "overfitlab.search",
+        "--multirun",
+        "hydra.sweeper.n_trials=3",
+        "search.max_epochs=4",
+        "search.patience=1",
+        "trainer.progress_bar=false",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     best_file = yaml.safe_load((project / "reports/search/best.yaml").read_text())
     trials = best_file["trials"]
@@ -220,7 +260,9 @@ def test_hyperparameter_search_scores_trials_on_validation_and_writes_the_best(p
     assert "search: best val_acc" in result.stderr
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("test-study-search")
-    children = [r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    children = [
+        r for r in client.search_runs([experiment.experiment_id]) if "mlflow.parentRunId" in r.data.tags
+    ]
     assert len(children) == 3
 
 
@@ -247,7 +289,12 @@ def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, 
 
 
 def test_bad_allow_tf32_value_is_one_line_naming_the_key(prepared, project):
-    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.allow_tf32=sometimes")
+    result = run_cli(
+        sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.allow_tf32=sometimes"
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == "error: trainer.allow_tf32='sometimes'; allowed: true, false"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == "error: trainer.allow_tf32='sometimes'; allowed: true, false"
+    )
     assert not (project / "runs").exists()

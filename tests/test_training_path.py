@@ -33,15 +33,16 @@ def plain_epoch(cfg, data, seed):
     Returns the initial weights, the first minibatch, the trained net and the epoch's mean loss.
     """
     torch.manual_seed(seed)
-    net = instantiate(cfg.model.net, in_channels=data.in_channels, image_size=data.image_size,
-                      num_classes=data.num_classes)
+    net = instantiate(
+        cfg.model.net, in_channels=data.in_channels, image_size=data.image_size, num_classes=data.num_classes
+    )
     init = copy.deepcopy(net.state_dict())
     opt = instantiate(cfg.optimizer)(net.parameters())  # the study's optimizer (Adam, fused), built by hand
     x, y = data.images["train"], data.labels["train"]
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     first, total = None, 0.0
     for start in range(0, len(y), cfg.trainer.batch_size):
-        idx = order[start:start + cfg.trainer.batch_size]
+        idx = order[start : start + cfg.trainer.batch_size]
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
         loss.backward()
@@ -53,8 +54,16 @@ def plain_epoch(cfg, data, seed):
 
 @pytest.mark.parametrize("model,chunk", [("mlp_300_100", 512), ("model_d", 96), ("model_c", 1)])
 def test_project_path_matches_a_plain_loop_step_by_step(prepared, model, chunk):
-    cfg = compose("train", [f"model={model}", "seed=3", "train.epochs=1", "trainer.progress_bar=false",
-                            f"trainer.examples_per_step={chunk}"])
+    cfg = compose(
+        "train",
+        [
+            f"model={model}",
+            "seed=3",
+            "train.epochs=1",
+            "trainer.progress_bar=false",
+            f"trainer.examples_per_step={chunk}",
+        ],
+    )
     data = load_prepared(prepared)
     first = FirstStep()
     module, _, _ = fit(cfg, data, extra_callbacks=[first])
@@ -66,7 +75,8 @@ def test_project_path_matches_a_plain_loop_step_by_step(prepared, model, chunk):
     plain_x, plain_y = plain_first
     assert torch.equal(first.x, plain_x) and torch.equal(first.y, plain_y)
     assert first_loss(module.net, first.weights, first.x, first.y) == pytest.approx(
-        first_loss(module.net, plain_init, plain_x, plain_y), abs=1e-5)
+        first_loss(module.net, plain_init, plain_x, plain_y), abs=1e-5
+    )
     # Same minibatches in the same order with the same updates: same weights after the epoch.
     for name, value in plain_net.state_dict().items():
         assert torch.allclose(module.net.state_dict()[name], value, atol=1e-5), name
@@ -80,12 +90,15 @@ def first_loss(net, weights, x, y) -> float:
         return float(torch.nn.functional.cross_entropy(clone.eval()(x), y))
 
 
-@pytest.mark.parametrize("overrides,parallel", [
-    ([], 1),  # the default sequential launcher: one run at a time
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"], 1),
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"], None),  # one run per core
-])
+@pytest.mark.parametrize(
+    "overrides,parallel",
+    [
+        ([], 1),  # the default sequential launcher: one run at a time
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"], 1),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=-1"], None),  # one run per core
+    ],
+)
 def test_threads_per_run_never_oversubscribes_the_cores(project, overrides, parallel):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir

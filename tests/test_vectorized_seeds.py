@@ -27,23 +27,35 @@ class StackFirstStep(L.Callback):
     def on_train_batch_start(self, trainer, stack, batch, batch_idx):
         if batch_idx == 0 and trainer.current_epoch == 0:
             bs = stack.batch_size
-            self.weights = [{n: p[i].detach().clone() for n, p in zip(stack.names, stack.stacked)}
-                            for i in range(len(stack.members))]
+            self.weights = [
+                {n: p[i].detach().clone() for n, p in zip(stack.names, stack.stacked)}
+                for i in range(len(stack.members))
+            ]
             self.x, self.y = batch[0][:, :bs].clone(), batch[1][:, :bs].clone()
 
 
 # model D without its dropout: a small ConvNet (conv, pool, dense)
-@pytest.mark.parametrize("model", [["model=deep_network"], ["model=mlp_300_100"], ["model=model_d", "model.net.dropout=0"]])
+@pytest.mark.parametrize(
+    "model", [["model=deep_network"], ["model=mlp_300_100"], ["model=model_d", "model.net.dropout=0"]]
+)
 def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
-    cfgs = [compose("train", [*model, f"seed={s}", "train.epochs=2", "trainer.progress_bar=false",
-                              "trainer.threads=1"]) for s in SEEDS]
+    cfgs = [
+        compose(
+            "train",
+            [*model, f"seed={s}", "train.epochs=2", "trainer.progress_bar=false", "trainer.threads=1"],
+        )
+        for s in SEEDS
+    ]
     data = load_prepared(prepared)
     stack_first = StackFirstStep()
     together = fit_seeds(cfgs, data, [None] * len(SEEDS), extra_callbacks=[stack_first])
     # benchmarks/gpu.sh runs this test on a GPU too, which the trainer's accelerator "auto" picks there
     n = len(SEEDS)
-    assert together[0][2] == (f"cuda:0 ({n} seeds vectorized)" if torch.cuda.is_available()
-                              else f"cpu (1 threads, {n} seeds vectorized)")
+    assert together[0][2] == (
+        f"cuda:0 ({n} seeds vectorized)"
+        if torch.cuda.is_available()
+        else f"cpu (1 threads, {n} seeds vectorized)"
+    )
     for i, cfg in enumerate(cfgs):
         first = FirstStep()
         alone, n_params, _ = fit(cfg, data, extra_callbacks=[first])
@@ -51,8 +63,9 @@ def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
         for name, value in first.weights.items():
             assert torch.equal(stack_first.weights[i][name], value), (cfg.seed, name)
         assert torch.equal(stack_first.x[i], first.x) and torch.equal(stack_first.y[i], first.y)
-        assert first_loss(alone.net, stack_first.weights[i], stack_first.x[i], stack_first.y[i]) == pytest.approx(
-            first_loss(alone.net, first.weights, first.x, first.y), abs=1e-5)
+        assert first_loss(
+            alone.net, stack_first.weights[i], stack_first.x[i], stack_first.y[i]
+        ) == pytest.approx(first_loss(alone.net, first.weights, first.x, first.y), abs=1e-5)
         # ... and the same updates: after two epochs (14 Adam steps) the same weights and curves,
         # up to the order of float sums.
         module, together_params, _ = together[i]
@@ -64,29 +77,42 @@ def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
         # absolute 1e-4 bound failed there), ~1e-4 per weight on an H200. So: the whole net's deviation
         # is small next to how far training moved it, which a wrong start or data order would not be.
         deviation = torch.cat([(trained[n] - v).flatten() for n, v in alone_trained.items()]).norm()
-        moved = torch.cat([(v - first.weights[n].to(v.device)).flatten() for n, v in alone_trained.items()]).norm()
+        moved = torch.cat(
+            [(v - first.weights[n].to(v.device)).flatten() for n, v in alone_trained.items()]
+        ).norm()
         assert deviation <= 0.02 * moved, (cfg.seed, float(deviation / moved))
         a, b = pd.DataFrame(module.history), pd.DataFrame(alone.history)
         assert list(a.columns) == list(b.columns)
-        pd.testing.assert_frame_equal(a.filter(like="loss"), b.filter(like="loss"), check_exact=False,
-                                      atol=1e-4, rtol=1e-3 if torch.cuda.is_available() else 1e-5)
+        pd.testing.assert_frame_equal(
+            a.filter(like="loss"),
+            b.filter(like="loss"),
+            check_exact=False,
+            atol=1e-4,
+            rtol=1e-3 if torch.cuda.is_available() else 1e-5,
+        )
         assert (a.filter(like="acc") - b.filter(like="acc")).abs().max().max() <= 0.01
-        assert torch.allclose(torch.cat(module.test_predictions), torch.cat(alone.test_predictions), atol=1e-3) \
-            or (torch.cat(module.test_predictions)[:, 1] != torch.cat(alone.test_predictions)[:, 1]).sum() <= 2
+        assert (
+            torch.allclose(torch.cat(module.test_predictions), torch.cat(alone.test_predictions), atol=1e-3)
+            or (torch.cat(module.test_predictions)[:, 1] != torch.cat(alone.test_predictions)[:, 1]).sum()
+            <= 2
+        )
     # The seeds are really different runs.
     weights = [next(iter(module.net.state_dict().values())) for module, _, _ in together]
     assert not torch.equal(weights[0], weights[1])
 
 
-@pytest.mark.parametrize("overrides,reason", [
-    (["model=deep_network"], None),
-    (["model=mlp_300_100"], None),
-    (["model=model_c"], "dropout"),  # model C has dropout: masks would come from another random stream
-    (["model=alexnet", "model.net.dense_width=16"], "dropout"),
-    (["model=alexnet", "model.net.dense_width=16", "model.net.dropout=0"], "batch-norm"),
-    (["model=mlp_300_100", "train.optimizer=sgd", "optimizer=sgd"], None),
-    (["model=mlp_300_100", "trainer.early_stopping.patience=2"], "early stopping"),
-])
+@pytest.mark.parametrize(
+    "overrides,reason",
+    [
+        (["model=deep_network"], None),
+        (["model=mlp_300_100"], None),
+        (["model=model_c"], "dropout"),  # model C has dropout: masks would come from another random stream
+        (["model=alexnet", "model.net.dense_width=16"], "dropout"),
+        (["model=alexnet", "model.net.dense_width=16", "model.net.dropout=0"], "batch-norm"),
+        (["model=mlp_300_100", "train.optimizer=sgd", "optimizer=sgd"], None),
+        (["model=mlp_300_100", "trainer.early_stopping.patience=2"], "early stopping"),
+    ],
+)
 def test_architectures_that_cannot_be_vectorized_say_why(prepared, overrides, reason):
     why = why_not_vectorized(compose("train", overrides), load_prepared(prepared))
     assert why == reason if reason is None else reason in why
@@ -99,12 +125,22 @@ def run_files(project):
 def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(prepared, project):
     from mlflow.tracking import MlflowClient
 
-    args = [sys.executable, "-m", "overfitlab.train", "-m", "model=model_d", "model.net.dropout=0",
-            "trainer.progress_bar=false"]
+    args = [
+        sys.executable,
+        "-m",
+        "overfitlab.train",
+        "-m",
+        "model=model_d",
+        "model.net.dropout=0",
+        "trainer.progress_bar=false",
+    ]
     sequential = run_cli(*args, "trainer.vectorize_seeds=false")
     assert sequential.returncode == 0, sequential.stderr[-2000:]
     files = run_files(project)
-    done = {s: json.loads((project / f"runs/fashion_mnist/model_d/seed={s}/done.json").read_text()) for s in (0, 1)}
+    done = {
+        s: json.loads((project / f"runs/fashion_mnist/model_d/seed={s}/done.json").read_text())
+        for s in (0, 1)
+    }
     tables = {s: pd.read_csv(project / f"runs/fashion_mnist/model_d/seed={s}/metrics.csv") for s in (0, 1)}
     (project / "runs").rename(project / "runs_sequential")
 
@@ -121,14 +157,24 @@ def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(
         assert summary.keys() == done[s].keys()
         table = pd.read_csv(run_dir / "metrics.csv")
         assert list(table.columns) == list(tables[s].columns) and table.epoch.tolist() == [1, 2]
-        pd.testing.assert_frame_equal(table.filter(like="loss"), tables[s].filter(like="loss"), check_exact=False,
-                                      atol=1e-3)
+        pd.testing.assert_frame_equal(
+            table.filter(like="loss"), tables[s].filter(like="loss"), check_exact=False, atol=1e-3
+        )
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("test-study")
-    parents = sorted((r for r in client.search_runs([experiment.experiment_id])
-                      if r.data.tags.get("overfitlab.kind") == "sweep"), key=lambda r: r.info.start_time)
-    children = [r for r in client.search_runs([experiment.experiment_id])
-                if r.data.tags.get("mlflow.parentRunId") == parents[-1].info.run_id]
+    parents = sorted(
+        (
+            r
+            for r in client.search_runs([experiment.experiment_id])
+            if r.data.tags.get("overfitlab.kind") == "sweep"
+        ),
+        key=lambda r: r.info.start_time,
+    )
+    children = [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("mlflow.parentRunId") == parents[-1].info.run_id
+    ]
     assert sorted(r.data.tags["seed"] for r in children) == ["0", "1"]
     assert all(r.info.status == "FINISHED" and "vectorized" in r.data.tags["device"] for r in children)
     assert [m.step for m in client.get_metric_history(children[0].info.run_id, "test_acc")] == [1, 2]
@@ -136,30 +182,60 @@ def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(
 
 def test_a_command_line_seed_sweep_is_the_group(prepared, project):
     """`-m seed=1,3` trains seeds 1 and 3 together, not the study's seeds."""
-    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_a", "seed=1,3",
-                     "trainer.vectorize_seeds=true", "trainer.progress_bar=false")
+    result = run_cli(
+        sys.executable,
+        "-m",
+        "overfitlab.train",
+        "-m",
+        "model=model_a",
+        "seed=1,3",
+        "trainer.vectorize_seeds=true",
+        "trainer.progress_bar=false",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (project / "runs/fashion_mnist/model_a").iterdir()) == ["seed=1", "seed=3"]
     assert "= fashion_mnist model_a seed=3: already trained" in result.stderr
 
 
 def test_a_model_that_cannot_be_vectorized_is_trained_seed_by_seed_and_says_why(prepared, project):
-    result = run_cli(sys.executable, "-m", "overfitlab.train", "-m", "model=model_c",
-                     "trainer.vectorize_seeds=true", "trainer.progress_bar=false")
+    result = run_cli(
+        sys.executable,
+        "-m",
+        "overfitlab.train",
+        "-m",
+        "model=model_c",
+        "trainer.vectorize_seeds=true",
+        "trainer.progress_bar=false",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr.count("trained seed by seed: model model_c has dropout") == 1
     assert result.stderr.count("✓ fashion_mnist model_c") == 2 and "already trained" not in result.stderr
 
 
 def test_bad_vectorize_value_is_one_line_naming_the_key(prepared, project):
-    result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.vectorize_seeds=sometimes")
-    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: trainer.vectorize_seeds")
+    result = run_cli(
+        sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.vectorize_seeds=sometimes"
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
+        "error: trainer.vectorize_seeds"
+    )
 
 
 def test_vectorized_seeds_split_the_training_accuracy_by_corrupted_labels_as_alone(prepared):
     """The randomization control's clean/corrupted training accuracy, summed for all seeds at once."""
-    cfgs = [compose("train", ["model=mlp_300_100", f"seed={s}", "train.epochs=2", "trainer.progress_bar=false",
-                              "trainer.threads=1"]) for s in SEEDS[:2]]
+    cfgs = [
+        compose(
+            "train",
+            [
+                "model=mlp_300_100",
+                f"seed={s}",
+                "train.epochs=2",
+                "trainer.progress_bar=false",
+                "trainer.threads=1",
+            ],
+        )
+        for s in SEEDS[:2]
+    ]
     data = load_prepared(prepared)
     corrupted = torch.zeros(len(data.labels["train"]), dtype=torch.bool)
     corrupted[::3] = True  # which examples count as corrupted; the split must follow it
@@ -167,8 +243,12 @@ def test_vectorized_seeds_split_the_training_accuracy_by_corrupted_labels_as_alo
     for (module, _, _), cfg in zip(together, cfgs):
         alone, _, _ = fit(cfg, data, corrupted=corrupted)
         a, b = pd.DataFrame(module.history), pd.DataFrame(alone.history)
-        assert list(a.columns) == list(b.columns) and {"train_clean_acc", "train_corrupted_acc"} <= set(a.columns)
+        assert list(a.columns) == list(b.columns) and {"train_clean_acc", "train_corrupted_acc"} <= set(
+            a.columns
+        )
         assert (a.filter(like="train_c") - b.filter(like="train_c")).abs().max().max() <= 0.01
         n_corrupted = int(corrupted.sum())  # the two subsets make up the whole running accuracy
-        whole = (a.train_clean_acc * (len(corrupted) - n_corrupted) + a.train_corrupted_acc * n_corrupted) / len(corrupted)
+        whole = (
+            a.train_clean_acc * (len(corrupted) - n_corrupted) + a.train_corrupted_acc * n_corrupted
+        ) / len(corrupted)
         assert ((whole - a.train_acc).abs() < 1e-9).all()

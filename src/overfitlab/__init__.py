@@ -16,7 +16,10 @@ def _sweep_list(values, key: str = "study.seeds", default=None) -> str:
     """
     items = list(values) if values is not None else ([] if default is None else [default])
     if not items:
-        print(f"error: {key} is empty (params.yaml); list at least one value, e.g. {key}: [0, 1, 2]", file=sys.stderr)
+        print(
+            f"error: {key} is empty (params.yaml); list at least one value, e.g. {key}: [0, 1, 2]",
+            file=sys.stderr,
+        )
         sys.exit(2)
     return ",".join(str(v) for v in items)
 

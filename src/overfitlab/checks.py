@@ -27,11 +27,19 @@ def int_value(value, key: str, low: int | None = None, high: int | None = None, 
     """
     ok = is_int(value) and (low is None or value >= low) and (high is None or value <= high)
     if not what:
-        what = ("a positive integer" if (low, high) == (1, None) else
-                "a non-negative integer" if (low, high) == (0, None) else
-                f"an integer from {low} to {high}" if low is not None and high is not None else
-                f"an integer >= {low}" if low is not None else
-                f"an integer <= {high}" if high is not None else "an integer")
+        what = (
+            "a positive integer"
+            if (low, high) == (1, None)
+            else "a non-negative integer"
+            if (low, high) == (0, None)
+            else f"an integer from {low} to {high}"
+            if low is not None and high is not None
+            else f"an integer >= {low}"
+            if low is not None
+            else f"an integer <= {high}"
+            if high is not None
+            else "an integer"
+        )
     require(ok, f"{key}={value!r} must be {what}")
     return int(value)
 
@@ -42,10 +50,15 @@ def positive_int(value, key: str) -> int:
 
 def number_list(value, key: str, length: int | None = None) -> list:
     """A list (YAML list or OmegaConf ListConfig) of numbers, of ``length`` items if given."""
-    ok = (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-          and all(is_number(v) for v in value))
-    require(ok and (length is None or len(value) == length),
-            f"{key}={value!r} must be a list of {length or 'some'} numbers")
+    ok = (
+        isinstance(value, Sequence)
+        and not isinstance(value, (str, bytes))
+        and all(is_number(v) for v in value)
+    )
+    require(
+        ok and (length is None or len(value) == length),
+        f"{key}={value!r} must be a list of {length or 'some'} numbers",
+    )
     return list(value)
 
 
@@ -81,11 +94,17 @@ def run_config(cfg) -> None:
     positive_int(trainer.batch_size, "train.batch_size")
     positive_int(trainer.examples_per_step, "trainer.examples_per_step")
     positive_int(trainer.eval_batch_size, "trainer.eval_batch_size")
-    int_value(trainer.feature_map_image, "trainer.feature_map_image", low=0, what="a test-image index (0, 1, ...)")
+    int_value(
+        trainer.feature_map_image, "trainer.feature_map_image", low=0, what="a test-image index (0, 1, ...)"
+    )
     stopping = trainer.early_stopping
     if stopping.patience is not None:
-        int_value(stopping.patience, "trainer.early_stopping.patience", low=1,
-                  what="null (off) or a positive integer")
+        int_value(
+            stopping.patience,
+            "trainer.early_stopping.patience",
+            low=1,
+            what="null (off) or a positive integer",
+        )
     choice(stopping.monitor, "trainer.early_stopping.monitor (never a test metric)", ("val_acc", "val_loss"))
     choice(stopping.mode, "trainer.early_stopping.mode", ("max", "min"))
     flag(trainer.vectorize_seeds, "trainer.vectorize_seeds", also=("auto",))

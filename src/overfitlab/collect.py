@@ -72,7 +72,8 @@ def expected_identities(study: Study, params: dict, metas: dict[str, dict]) -> d
     conf = str(project_root() / "conf")
     with initialize_config_dir(version_base="1.3", config_dir=conf, job_name="collect"):
         for dataset, (raw, p), model, seed in itertools.product(
-                study.datasets, zip(raw_noise, study.label_noise, strict=True), study.models, study.seeds):
+            study.datasets, zip(raw_noise, study.label_noise, strict=True), study.models, study.seeds
+        ):
             noise = [] if raw is None else [f"train.label_noise={raw}"]
             overrides = [f"dataset={dataset}", f"model={model}", f"seed={seed}", *noise, *optimizer]
             cfg = compose(config_name="train", overrides=overrides)
@@ -98,8 +99,11 @@ def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: d
     from omegaconf import OmegaConf
 
     if (done.get("dataset"), done.get("model"), done.get("seed")) != named:
-        mismatch = [f"{k} {done.get(k)}" for k, v in zip(("dataset", "model", "seed"), named, strict=True)
-                    if done.get(k) != v]
+        mismatch = [
+            f"{k} {done.get(k)}"
+            for k, v in zip(("dataset", "model", "seed"), named, strict=True)
+            if done.get(k) != v
+        ]
         return f"its done.json is for {', '.join(mismatch)}"
     if not (directory / CONFIG).exists():
         return f"no {CONFIG} to compare"
@@ -109,13 +113,15 @@ def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: d
     return "same config: the training code or the prepared data changed since it was trained"
 
 
-def read_runs(study: Study, runs_root: Path, expected: dict[Path, dict],
-              metas: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def read_runs(
+    study: Study, runs_root: Path, expected: dict[Path, dict], metas: dict[str, dict]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Epoch rows and run summaries of the study's complete runs, and the summaries of its diverged
     runs (kept out of every statistic, listed by the report); every run must be finished and current."""
     epochs, runs, diverged, missing, stale = [], [], [], [], []
-    for dataset, label_noise, model, seed in itertools.product(study.datasets, study.label_noise,
-                                                                study.models, study.seeds):
+    for dataset, label_noise, model, seed in itertools.product(
+        study.datasets, study.label_noise, study.models, study.seeds
+    ):
         key = study.run_dir(Path(), dataset, model, seed, label_noise)
         directory = runs_root / key
         done = read_done(directory)
@@ -129,22 +135,31 @@ def read_runs(study: Study, runs_root: Path, expected: dict[Path, dict],
             stale.append(f"{directory} ({why_stale(directory, done, named, current, metas[dataset])})")
             continue
         summary = {k: v for k, v in done.items() if k != "final"} | {
-            "source_dataset": dataset, "label_noise": label_noise, "pixels": study.pixels,
-            "status": done.get("status", "complete")}
+            "source_dataset": dataset,
+            "label_noise": label_noise,
+            "pixels": study.pixels,
+            "status": done.get("status", "complete"),
+        }
         if summary["status"] == "diverged":
             diverged.append(summary)
             continue
         epochs.append(pd.read_csv(directory / METRICS))
         runs.append(summary)
     if missing:
-        raise ConfigError(f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "
-                          "run `dvc repro` (or the train stage) first")
+        raise ConfigError(
+            f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "
+            "run `dvc repro` (or the train stage) first"
+        )
     if stale:
-        raise ConfigError(f"{len(stale)} run(s) were trained with another config than the study now defines, "
-                          f"e.g. {stale[0]}: run `dvc repro` (or the train stage) to retrain them")
+        raise ConfigError(
+            f"{len(stale)} run(s) were trained with another config than the study now defines, "
+            f"e.g. {stale[0]}: run `dvc repro` (or the train stage) to retrain them"
+        )
     if not epochs:
-        raise ConfigError(f"every run of the study diverged (loss NaN or infinite), e.g. {diverged[0]['dataset']} "
-                          f"{diverged[0]['model']} seed={diverged[0]['seed']}: lower train.lr or check the data")
+        raise ConfigError(
+            f"every run of the study diverged (loss NaN or infinite), e.g. {diverged[0]['dataset']} "
+            f"{diverged[0]['model']} seed={diverged[0]['seed']}: lower train.lr or check the data"
+        )
     table = pd.concat(epochs, ignore_index=True)
     return table[metric_columns(table.columns)], pd.DataFrame(runs), pd.DataFrame(diverged)
 
@@ -178,11 +193,14 @@ def summarize_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     tests = ["test_acc"] + [f"test_acc/{n}" for n in extra_test_sets(epochs.columns)]
     at_best_val = {c: c.replace("test_acc", "test_acc_at_best_val") for c in tests}
     best_val = epoch_of(epochs, "val_acc")[KEYS + ["epoch"] + tests].rename(
-        columns={"epoch": "best_val_epoch", **at_best_val})
+        columns={"epoch": "best_val_epoch", **at_best_val}
+    )
     oracle = epoch_of(epochs, "test_acc")[KEYS + ["epoch", "test_acc"]].rename(
-        columns={"epoch": "oracle_best_test_epoch", "test_acc": "oracle_best_test_acc"})
+        columns={"epoch": "oracle_best_test_epoch", "test_acc": "oracle_best_test_acc"}
+    )
     min_loss = epoch_of(epochs, "test_loss", "min")[KEYS + ["epoch"]].rename(
-        columns={"epoch": "min_test_loss_epoch"})
+        columns={"epoch": "min_test_loss_epoch"}
+    )
     fitted = epochs[epochs["train_acc"] >= FIT_THRESHOLD].groupby(KEYS)["epoch"].min().rename("fit_epoch")
     table = runs.merge(final, on=KEYS).merge(best_val, on=KEYS, how="left").merge(oracle, on=KEYS)
     table = table.merge(min_loss, on=KEYS).merge(fitted.reset_index(), on=KEYS, how="left")
@@ -194,8 +212,11 @@ def metrics_summary(run_table: pd.DataFrame) -> dict:
     out: dict = {}
     for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
         entry = {"n_seeds": int(len(group)), "n_params": int(group["n_params"].iloc[0])}
-        extras = [f"final_test_acc/{n}" for n in extra_test_sets(group.columns)
-                  if group[f"final_test_acc/{n}"].notna().any()]
+        extras = [
+            f"final_test_acc/{n}"
+            for n in extra_test_sets(group.columns)
+            if group[f"final_test_acc/{n}"].notna().any()
+        ]
         for col in ("final_test_acc", "final_train_acc", "final_val_acc", "final_gap_acc", *extras):
             name = col.removeprefix("final_")
             entry[f"{name}_mean"] = round(float(group[col].mean()), 6)
@@ -229,9 +250,19 @@ def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.Data
     for dataset, model, seed, directory in median_runs(run_table, runs_root):
         label, predicted, confidence = np.load(directory / PREDICTIONS).T
         names = np.asarray(read_done(directory)["class_names"])
-        frames.append(pd.DataFrame({"dataset": dataset, "model": model, "seed": seed,
-                                    "index": np.arange(len(label)), "label": names[label.astype(int)],
-                                    "predicted": names[predicted.astype(int)], "confidence": confidence}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "seed": seed,
+                    "index": np.arange(len(label)),
+                    "label": names[label.astype(int)],
+                    "predicted": names[predicted.astype(int)],
+                    "confidence": confidence,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -263,8 +294,10 @@ def class_counts(metas: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for dataset, meta in metas.items():
         for split, counts in meta["class_counts"].items():
-            rows += [{"dataset": dataset, "split": split, "class": name, "count": int(n)}
-                     for name, n in zip(meta["class_names"], counts, strict=True)]
+            rows += [
+                {"dataset": dataset, "split": split, "class": name, "count": int(n)}
+                for name, n in zip(meta["class_names"], counts, strict=True)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -275,8 +308,12 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 @exit_on_config_error
-def collect(params_file: str = "params.yaml", runs_root: str = "runs", out_dir: str = "reports/metrics",
-            prepared_root: str = "data/prepared") -> pd.DataFrame:
+def collect(
+    params_file: str = "params.yaml",
+    runs_root: str = "runs",
+    out_dir: str = "reports/metrics",
+    prepared_root: str = "data/prepared",
+) -> pd.DataFrame:
     study = load_study(params_file)
     metas = read_metas(study, Path(prepared_root))
     params = yaml.safe_load(Path(params_file).read_text())

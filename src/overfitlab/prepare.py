@@ -29,9 +29,14 @@ from .study import conf_dir, preflight
 def _check_size(key: str, value, available: int, allow_null: bool = True) -> int:
     if value is None and allow_null:
         return available
-    return int_value(value, f"params.yaml: {key}", 1, available,
-                     f"an integer from 1 to {available} (the images available for it)"
-                     + (" or null for all" if allow_null else ""))
+    return int_value(
+        value,
+        f"params.yaml: {key}",
+        1,
+        available,
+        f"an integer from 1 to {available} (the images available for it)"
+        + (" or null for all" if allow_null else ""),
+    )
 
 
 def _subset(key: str, size, labels: np.ndarray, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -48,11 +53,15 @@ def select_classes(raw: RawDataset, classes) -> tuple[RawDataset, list[int]]:
     wanted = []
     for c in classes:
         index = raw.class_names.index(c) if isinstance(c, str) and c in raw.class_names else c
-        require(is_int(index) and 0 <= index < n,
-                f"params.yaml: prepare.classes has {c!r}; allowed: 0..{n - 1} or names {raw.class_names}")
+        require(
+            is_int(index) and 0 <= index < n,
+            f"params.yaml: prepare.classes has {c!r}; allowed: 0..{n - 1} or names {raw.class_names}",
+        )
         wanted.append(index)
-    require(len(set(wanted)) >= 2,
-            f"params.yaml: prepare.classes={list(classes)} must name at least two distinct classes")
+    require(
+        len(set(wanted)) >= 2,
+        f"params.yaml: prepare.classes={list(classes)} must name at least two distinct classes",
+    )
     remap = np.full(n, -1, np.int64)
     remap[wanted] = np.arange(len(wanted))
 
@@ -73,20 +82,26 @@ def rotate_copies(images: np.ndarray, angles: list[float]) -> np.ndarray:
     from torchvision.transforms.functional import InterpolationMode, rotate
 
     tensor = torch.from_numpy(images)
-    return np.concatenate([rotate(tensor, float(a), interpolation=InterpolationMode.BILINEAR).numpy()
-                           for a in angles])
+    return np.concatenate(
+        [rotate(tensor, float(a), interpolation=InterpolationMode.BILINEAR).numpy() for a in angles]
+    )
 
 
 def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, list[str]]:
     p = cfg.prepare
     rotations = list(p.rotations or [])
     for a in rotations:
-        require(is_number(a) and -360 <= a <= 360,
-                f"params.yaml: prepare.rotations has {a!r}; use angles in degrees, e.g. [-5, 5]")
+        require(
+            is_number(a) and -360 <= a <= 360,
+            f"params.yaml: prepare.rotations has {a!r}; use angles in degrees, e.g. [-5, 5]",
+        )
     int_value(p.split_seed, "params.yaml: prepare.split_seed")
     raw, kept = select_classes(raw, OmegaConf.to_container(p.classes) if p.classes is not None else None)
-    source_index = getattr(raw, "source_index", {"train": np.arange(len(raw.train_labels)),
-                                                  "test": np.arange(len(raw.test_labels))})
+    source_index = getattr(
+        raw,
+        "source_index",
+        {"train": np.arange(len(raw.train_labels)), "test": np.arange(len(raw.test_labels))},
+    )
     rng = np.random.default_rng(p.split_seed)
     n_train_pool = len(raw.train_labels)
     val_size = _check_size("prepare.val_size", p.val_size, n_train_pool - 1, allow_null=False)
@@ -101,11 +116,22 @@ def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, 
         "val": (raw.train_images[val_idx], raw.train_labels[val_idx]),
         "test": (raw.test_images[test_idx], raw.test_labels[test_idx]),
     }
-    rows = [pd.DataFrame({"split": split, "source": source, "source_index": source_index[source][idx],
-                          "label": labels[idx], "rotation": 0.0})
-            for split, source, idx, labels in [("train", "train", train_idx, raw.train_labels),
-                                               ("val", "train", val_idx, raw.train_labels),
-                                               ("test", "test", test_idx, raw.test_labels)]]
+    rows = [
+        pd.DataFrame(
+            {
+                "split": split,
+                "source": source,
+                "source_index": source_index[source][idx],
+                "label": labels[idx],
+                "rotation": 0.0,
+            }
+        )
+        for split, source, idx, labels in [
+            ("train", "train", train_idx, raw.train_labels),
+            ("val", "train", val_idx, raw.train_labels),
+            ("test", "test", test_idx, raw.test_labels),
+        ]
+    ]
     if rotations:
         x, y = arrays["train"]
         arrays["train"] = (np.concatenate([x, rotate_copies(x, rotations)]), np.tile(y, 1 + len(rotations)))
@@ -114,8 +140,14 @@ def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, 
     return arrays, pd.concat(rows, ignore_index=True), raw.class_names
 
 
-def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_names: list[str], cfg,
-                   facts: dict | None = None) -> dict:
+def write_prepared(
+    out_dir: Path,
+    arrays: dict,
+    manifest: pd.DataFrame,
+    class_names: list[str],
+    cfg,
+    facts: dict | None = None,
+) -> dict:
     """Write all files into a temp dir that replaces ``out_dir`` only when complete.
 
     ``facts`` (image folders) adds extra test splits ``test@<name>``, the skipped-file log
@@ -136,8 +168,9 @@ def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_na
             "in_channels": int(images.shape[1]),
             "image_size": int(images.shape[2]),
             "counts": {s: int(len(arrays[s][1])) for s in arrays},
-            "class_counts": {s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist()
-                             for s in arrays},
+            "class_counts": {
+                s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist() for s in arrays
+            },
             "prepare": OmegaConf.to_container(cfg.prepare, resolve=True),
             "data_version": sha256_files(sorted(tmp.glob("*.npy")) + [tmp / "manifest.csv"])[:16],
         }
@@ -154,9 +187,11 @@ def write_prepared(out_dir: Path, arrays: dict, manifest: pd.DataFrame, class_na
 @exit_on_config_error
 def prepare(cfg: DictConfig) -> dict:
     loader = cfg.dataset.get("loader", "torchvision")
-    require(loader in ("torchvision", "image_folder"),
-            f"dataset.loader={loader!r} must be torchvision or image_folder "
-            f"(conf/dataset/{cfg.dataset.name}.yaml)")
+    require(
+        loader in ("torchvision", "image_folder"),
+        f"dataset.loader={loader!r} must be torchvision or image_folder "
+        f"(conf/dataset/{cfg.dataset.name}.yaml)",
+    )
     facts, origin = None, cfg.dataset.get("root")
     if loader == "image_folder":
         if cfg.dataset.get("build") and not Path(cfg.dataset.root).exists():
@@ -170,16 +205,20 @@ def prepare(cfg: DictConfig) -> dict:
         origin = raw.source
         arrays, manifest, class_names = build_splits(raw, cfg)
     meta = write_prepared(Path(cfg.out_dir), arrays, manifest, class_names, cfg, facts)
-    print(f"prepared {cfg.dataset.name} (from {origin}): "
-          + ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
-          + f" images, {len(class_names)} classes, data_version {meta['data_version']} -> {cfg.out_dir}")
+    print(
+        f"prepared {cfg.dataset.name} (from {origin}): "
+        + ", ".join(f"{s} {n}" for s, n in meta["counts"].items())
+        + f" images, {len(class_names)} classes, data_version {meta['data_version']} -> {cfg.out_dir}"
+    )
     if facts is not None:
         unreadable = [s for s in facts["skipped"] if not s["reason"].startswith("ignored")]
         leak = facts["leakage"]
-        print(f"  {facts['source_files']} source files; {len(unreadable)} skipped, "
-              f"{len(facts['skipped']) - len(unreadable)} ignored (list: {cfg.out_dir}/skipped.csv); "
-              f"background tiles dropped: {sum(facts['background_dropped'].values())}; leakage check: "
-              f"{leak['shared_contents']} tile contents shared between splits")
+        print(
+            f"  {facts['source_files']} source files; {len(unreadable)} skipped, "
+            f"{len(facts['skipped']) - len(unreadable)} ignored (list: {cfg.out_dir}/skipped.csv); "
+            f"background tiles dropped: {sum(facts['background_dropped'].values())}; leakage check: "
+            f"{leak['shared_contents']} tile contents shared between splits"
+        )
         for s in unreadable:
             print(f"  skipped {s['file']}: {s['reason']}")
     return meta

@@ -31,8 +31,9 @@ __all__ = ["final_accuracy", "report"]  # final_accuracy: the box plot's numbers
 
 
 @exit_on_config_error
-def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports",
-           prepared_root: str = "data/prepared") -> Path:
+def report(
+    metrics_dir: str = "reports/metrics", out_dir: str = "reports", prepared_root: str = "data/prepared"
+) -> Path:
     inputs = ReportInputs.load(Path(metrics_dir), Path(prepared_root))
     out = Path(out_dir)
     figures = render(inputs)
@@ -42,8 +43,12 @@ def report(metrics_dir: str = "reports/metrics", out_dir: str = "reports",
     tests = pairwise(final_accuracy(inputs.runs))
     scores = per_class_scores(inputs.predictions)
     noise = noise_table(inputs.runs) if inputs.label_noise_varies else None
-    for name, table, float_format in (("summary", summary, "%.4f"), ("comparisons", tests, "%.6g"),
-                                      ("per_class_scores", scores, "%.6g"), ("label_noise", noise, "%.4f")):
+    for name, table, float_format in (
+        ("summary", summary, "%.4f"),
+        ("comparisons", tests, "%.6g"),
+        ("per_class_scores", scores, "%.6g"),
+        ("label_noise", noise, "%.4f"),
+    ):
         if table is not None:
             csv = table.to_csv(index=False, float_format=float_format)
             atomic_write_text(out / "figures" / f"{name}.csv", csv)

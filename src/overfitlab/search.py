@@ -32,7 +32,9 @@ def trial(cfg: DictConfig) -> float:
     train(cfg)
     history = pd.read_csv(Path(cfg.paths.run_dir) / "metrics.csv")
     monitor = cfg.trainer.early_stopping.monitor
-    return float(history[monitor].max() if cfg.trainer.early_stopping.mode == "max" else history[monitor].min())
+    return float(
+        history[monitor].max() if cfg.trainer.early_stopping.mode == "max" else history[monitor].min()
+    )
 
 
 class BestTrial(Callback):
@@ -44,8 +46,9 @@ class BestTrial(Callback):
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         value = getattr(job_return, "_return_value", None)
         if isinstance(value, float):
-            self.trials.append({"score": value, "overrides": list(job_return.overrides),
-                                "run_dir": config.paths.run_dir})
+            self.trials.append(
+                {"score": value, "overrides": list(job_return.overrides), "run_dir": config.paths.run_dir}
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if not self.trials:
@@ -54,12 +57,21 @@ class BestTrial(Callback):
         sign = 1 if config.hydra.sweeper.direction == "maximize" else -1
         best = max(self.trials, key=lambda t: sign * t["score"])
         ranked = sorted(self.trials, key=lambda t: -sign * t["score"])
-        result = {"monitor": config.trainer.early_stopping.monitor, "direction": config.hydra.sweeper.direction,
-                  "best": best, "trials": ranked}
+        result = {
+            "monitor": config.trainer.early_stopping.monitor,
+            "direction": config.hydra.sweeper.direction,
+            "best": best,
+            "trials": ranked,
+        }
         # A JSON round trip gives plain copies, so the YAML has no anchors (&id001) for shared lists.
-        atomic_write_text(Path(config.search.best_file), yaml.safe_dump(json.loads(json.dumps(result)), sort_keys=False))
-        print(f"search: best {result['monitor']} {best['score']:.4f} of {len(self.trials)} trials with "
-              f"{' '.join(best['overrides'])} -> {config.search.best_file}", file=sys.stderr)
+        atomic_write_text(
+            Path(config.search.best_file), yaml.safe_dump(json.loads(json.dumps(result)), sort_keys=False)
+        )
+        print(
+            f"search: best {result['monitor']} {best['score']:.4f} of {len(self.trials)} trials with "
+            f"{' '.join(best['overrides'])} -> {config.search.best_file}",
+            file=sys.stderr,
+        )
 
 
 DEFAULT_SPACE = "+search=mlp"

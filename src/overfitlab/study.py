@@ -24,8 +24,10 @@ def project_root(start: str | Path | None = None) -> Path:
     for directory in (here, *here.parents):
         if (directory / "conf" / "train.yaml").is_file():
             return directory
-    raise ConfigError(f"conf/train.yaml not found in {here} or above: run from the project root "
-                      "or a study directory (studies/<name>/)")
+    raise ConfigError(
+        f"conf/train.yaml not found in {here} or above: run from the project root "
+        "or a study directory (studies/<name>/)"
+    )
 
 
 def conf_dir() -> str:
@@ -70,23 +72,42 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | N
         require(isinstance(names, list) and names, f"{params_file}: study.{key} must be a non-empty list")
         allowed = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
         for name in names:
-            require(name in allowed, f"{params_file}: study.{key} has unknown {group} {name!r}; allowed: {allowed}")
+            require(
+                name in allowed,
+                f"{params_file}: study.{key} has unknown {group} {name!r}; allowed: {allowed}",
+            )
     seeds = study["seeds"]
-    require(isinstance(seeds, list) and seeds, f"{params_file}: study.seeds must be a non-empty list of integers, e.g. [0, 1, 2]")
+    require(
+        isinstance(seeds, list) and seeds,
+        f"{params_file}: study.seeds must be a non-empty list of integers, e.g. [0, 1, 2]",
+    )
     for seed in seeds:
-        require(is_int(seed) and seed >= 0, f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers")
+        require(
+            is_int(seed) and seed >= 0,
+            f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers",
+        )
     require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
     train = params.get("train") or {}
     pixels = train.get("pixels", "none")
     label_noise = study.get("label_noise", [train.get("label_noise", 0.0)])
-    require(isinstance(label_noise, list) and label_noise,
-            f"{params_file}: study.label_noise must be a non-empty list of fractions, e.g. [0.0, 0.5, 1.0]")
+    require(
+        isinstance(label_noise, list) and label_noise,
+        f"{params_file}: study.label_noise must be a non-empty list of fractions, e.g. [0.0, 0.5, 1.0]",
+    )
     require(len(set(label_noise)) == len(label_noise), f"{params_file}: study.label_noise has duplicates")
-    key = f"{params_file}: study.label_noise" if "label_noise" in study else f"{params_file}: train.label_noise"
+    key = (
+        f"{params_file}: study.label_noise" if "label_noise" in study else f"{params_file}: train.label_noise"
+    )
     for p in label_noise:
         check(p, pixels, noise_key=key)
-    return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds),
-                 [float(p) for p in label_noise], pixels)
+    return Study(
+        str(study["name"]),
+        list(study["datasets"]),
+        list(study["models"]),
+        list(seeds),
+        [float(p) for p in label_noise],
+        pixels,
+    )
 
 
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "trainer")

@@ -55,8 +55,9 @@ def client_for(cfg: DictConfig):
         location = None
         if uri.startswith("sqlite:"):
             location = (project_root() / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(cfg.mlflow.experiment, artifact_location=location,
-                                                 tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
+        experiment_id = client.create_experiment(
+            cfg.mlflow.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+        )
     else:
         experiment_id = experiment.experiment_id
         if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag; a user's choice stays
@@ -77,11 +78,17 @@ class SweepParentRun(Callback):
         _close_abandoned_sweeps(client, experiment_id)
         overrides = [o for o in config.hydra.overrides.task if not o.startswith("seed=")]
         name = " ".join(overrides) or config.study.name
-        run = client.create_run(experiment_id, run_name=f"sweep {name}",
-                                tags={"overfitlab.kind": "sweep", "study": config.study.name,
-                                      "overrides": " ".join(config.hydra.overrides.task),
-                                      "overfitlab.host": socket.gethostname(),
-                                      "overfitlab.pid": str(os.getpid())})
+        run = client.create_run(
+            experiment_id,
+            run_name=f"sweep {name}",
+            tags={
+                "overfitlab.kind": "sweep",
+                "study": config.study.name,
+                "overrides": " ".join(config.hydra.overrides.task),
+                "overfitlab.host": socket.gethostname(),
+                "overfitlab.pid": str(os.getpid()),
+            },
+        )
         self.run_id = run.info.run_id
         os.environ[PARENT_RUN_ENV] = self.run_id
 
@@ -101,8 +108,13 @@ def _close_abandoned_sweeps(client, experiment_id: str) -> None:
     Sweeps of other machines are left alone: from here their process cannot be checked.
     """
     host = socket.gethostname()
-    running = client.search_runs([experiment_id], filter_string=(
-        f"tags.`overfitlab.kind` = 'sweep' and tags.`overfitlab.host` = '{host}' and attributes.status = 'RUNNING'"))
+    running = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`overfitlab.kind` = 'sweep' and tags.`overfitlab.host` = '{host}' "
+            "and attributes.status = 'RUNNING'"
+        ),
+    )
     for run in running:
         pid = int(run.data.tags.get("overfitlab.pid", "0") or 0)
         if pid and not _alive(pid):
@@ -133,10 +145,14 @@ def dataset_of(cfg: DictConfig, meta: dict) -> dict:
     data's meta.json. The name includes any randomization control (fashion_mnist+labels0.2), since
     the run sees other labels; the digest is the prepared data's ``data_version``."""
     size = int(meta["image_size"])
-    return {"name": str(cfg.data_label), "digest": str(meta["data_version"]),
-            "source": str(Path(cfg.paths.prepared).resolve()),
-            "splits": {split: int(n) for split, n in meta["counts"].items()},
-            "num_classes": len(meta["class_names"]), "image_shape": [int(meta["in_channels"]), size, size]}
+    return {
+        "name": str(cfg.data_label),
+        "digest": str(meta["data_version"]),
+        "source": str(Path(cfg.paths.prepared).resolve()),
+        "splits": {split: int(n) for split, n in meta["counts"].items()},
+        "num_classes": len(meta["class_names"]),
+        "image_shape": [int(meta["in_channels"]), size, size],
+    }
 
 
 def dataset_input(dataset: dict):
@@ -151,12 +167,20 @@ def dataset_input(dataset: dict):
     profile = {"num_rows": splits.get("train"), "splits": splits, "num_classes": dataset.get("num_classes")}
     schema = None
     if dataset.get("image_shape"):
-        schema = json.dumps(TensorDatasetSchema(
-            features=Schema([TensorSpec(np.dtype("uint8"), (-1, *dataset["image_shape"]), "image")]),
-            targets=Schema([TensorSpec(np.dtype("int64"), (-1,), "label")])).to_dict())
-    entity = Dataset(name=dataset["name"], digest=dataset["digest"], source_type="local",
-                     source=json.dumps({"uri": dataset.get("source", "")}), schema=schema,
-                     profile=json.dumps({k: v for k, v in profile.items() if v is not None}))
+        schema = json.dumps(
+            TensorDatasetSchema(
+                features=Schema([TensorSpec(np.dtype("uint8"), (-1, *dataset["image_shape"]), "image")]),
+                targets=Schema([TensorSpec(np.dtype("int64"), (-1,), "label")]),
+            ).to_dict()
+        )
+    entity = Dataset(
+        name=dataset["name"],
+        digest=dataset["digest"],
+        source_type="local",
+        source=json.dumps({"uri": dataset.get("source", "")}),
+        schema=schema,
+        profile=json.dumps({k: v for k, v in profile.items() if v is not None}),
+    )
     return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])
 
 
@@ -212,14 +236,22 @@ class RunLogger:
     """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts,
     and (``dataset``, see ``dataset_of``) the data it trains on as an MLflow dataset input."""
 
-    def __init__(self, cfg: DictConfig, resolved: dict, tags: dict[str, str], run_name: str,
-                 dataset: dict | None = None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        resolved: dict,
+        tags: dict[str, str],
+        run_name: str,
+        dataset: dict | None = None,
+    ):
         from mlflow.entities import Param
 
         self.client, experiment_id = client_for(cfg)
         # A run killed mid-way stays RUNNING in MLflow; mark earlier attempts of this run KILLED.
-        stale = self.client.search_runs([experiment_id], filter_string=(
-            f"tags.run_key = '{tags['run_key']}' and attributes.status = 'RUNNING'"))
+        stale = self.client.search_runs(
+            [experiment_id],
+            filter_string=(f"tags.run_key = '{tags['run_key']}' and attributes.status = 'RUNNING'"),
+        )
         for run in stale:
             self.client.set_terminated(run.info.run_id, "KILLED")
         parent = os.environ.get(PARENT_RUN_ENV)
@@ -228,7 +260,7 @@ class RunLogger:
         self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
         for start in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[start:start + 100])
+            self.client.log_batch(self.run_id, params=params[start : start + 100])
         if dataset:
             log_dataset(self.client, self.run_id, dataset)
 
@@ -243,7 +275,9 @@ class RunLogger:
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
 
-    def finish(self, artifacts: list[Path], status: str = "FINISHED", extra_metrics: dict | None = None) -> None:
+    def finish(
+        self, artifacts: list[Path], status: str = "FINISHED", extra_metrics: dict | None = None
+    ) -> None:
         for key, value in (extra_metrics or {}).items():
             self.client.log_metric(self.run_id, key, float(value))
         for path in artifacts:

@@ -66,8 +66,12 @@ class Run:
 
     @classmethod
     def of(cls, cfg: DictConfig, meta: dict) -> Run:
-        return cls(cfg, runs.identity(cfg, meta), Path(cfg.paths.run_dir),
-                   f"{cfg.data_label} {cfg.model.name} seed={cfg.seed}")
+        return cls(
+            cfg,
+            runs.identity(cfg, meta),
+            Path(cfg.paths.run_dir),
+            f"{cfg.data_label} {cfg.model.name} seed={cfg.seed}",
+        )
 
     @property
     def config_hash(self) -> str:

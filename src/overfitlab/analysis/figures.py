@@ -24,8 +24,14 @@ from ..runs import extra_test_sets
 from . import tables
 
 # What the report reads from collect's output directory (dvc.yaml's report deps list each).
-INPUT_FILES = ["epochs.parquet", "runs.csv", "predictions.parquet", "class_counts.csv",
-               "feature_maps.csv", "feature_maps"]
+INPUT_FILES = [
+    "epochs.parquet",
+    "runs.csv",
+    "predictions.parquet",
+    "class_counts.csv",
+    "feature_maps.csv",
+    "feature_maps",
+]
 
 
 @dataclass(eq=False)  # DataFrames do not compare to a bool
@@ -48,12 +54,18 @@ class ReportInputs:
         maps = pd.read_csv(metrics_dir / "feature_maps.csv")
         maps["path"] = [metrics_dir / "feature_maps" / name for name in maps.pop("file")]
         runs = pd.read_csv(metrics_dir / "runs.csv")
-        complete = runs["status"].fillna("complete") == "complete" if "status" in runs else runs["seed"].notna()
-        return cls(epochs=pd.read_parquet(metrics_dir / "epochs.parquet"),
-                   runs=runs[complete].reset_index(drop=True), diverged=runs[~complete].reset_index(drop=True),
-                   predictions=pd.read_parquet(metrics_dir / "predictions.parquet"),
-                   counts=pd.read_csv(metrics_dir / "class_counts.csv"), feature_maps=maps,
-                   prepared_root=prepared_root)
+        complete = (
+            runs["status"].fillna("complete") == "complete" if "status" in runs else runs["seed"].notna()
+        )
+        return cls(
+            epochs=pd.read_parquet(metrics_dir / "epochs.parquet"),
+            runs=runs[complete].reset_index(drop=True),
+            diverged=runs[~complete].reset_index(drop=True),
+            predictions=pd.read_parquet(metrics_dir / "predictions.parquet"),
+            counts=pd.read_csv(metrics_dir / "class_counts.csv"),
+            feature_maps=maps,
+            prepared_root=prepared_root,
+        )
 
     @cached_property
     def extra_test_sets(self) -> list[str]:
@@ -140,7 +152,7 @@ def render(inputs: ReportInputs) -> list[Rendered]:
             continue
         np.random.seed(0)  # seaborn's strip-plot jitter draws from numpy's global generator
         drawn = spec.draw(inputs)
-        for key, fig in (drawn.items() if isinstance(drawn, dict) else [(None, drawn)]):
+        for key, fig in drawn.items() if isinstance(drawn, dict) else [(None, drawn)]:
             name = spec.name if key is None else f"{spec.name}__{key}"
             rendered.append(Rendered(name, spec.caption, png(fig)))
             plt.close(fig)

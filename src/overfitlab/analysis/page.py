@@ -30,55 +30,104 @@ def _fmt(values: pd.Series, spec: str) -> pd.Series:
 
 
 def summary_html(df: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        "dataset": df["dataset"], "model": df["model"], "parameters": _fmt(df["params"], "{:,}"),
-        "seeds": df["seeds"],
-        "final test acc (%)": [f"{m:.2f}" if pd.isna(s) else f"{m:.2f} ± {s:.2f}"
-                               for m, s in zip(df["test_acc_mean"], df["test_acc_sd"], strict=True)],
-        "95 % CI of mean (t)": ["n < 2" if pd.isna(lo) else f"{lo:.2f} – {hi:.2f}"
-                                        for lo, hi in zip(df["test_acc_ci_low"], df["test_acc_ci_high"],
-                                                          strict=True)],
-        "final train acc (%)": _fmt(df["train_acc_mean"], "{:.2f}"),
-        "gap (points)": _fmt(df["gap_mean"], "{:.2f}"),
-        "best-val epoch (median)": _fmt(df["best_val_epoch_median"], "{:g}"),
-        "test acc at best-val epoch (%)": _fmt(df["test_acc_at_best_val_mean"], "{:.2f}"),
-        "epochs to fit 99 % (median; seeds that did)": [
-            f"{e:g} ({n})" if n else "never (0)"
-            for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"], strict=True)],
-        "confidently wrong (%)": _fmt(df["conf_wrong_mean"], "{:.2f}"),
-        "ECE": _fmt(df["ece_mean"], "{:.3f}"),
-        **{f"final test acc, {c.split('/', 1)[1]} (%)": _fmt(df[c], "{:.2f}")
-           for c in df.columns if c.startswith("test_acc_mean/")},  # extra test sets
-        ORACLE: _fmt(df["oracle_best_test_acc_mean"], "{:.2f}"),
-    })
+    shown = pd.DataFrame(
+        {
+            "dataset": df["dataset"],
+            "model": df["model"],
+            "parameters": _fmt(df["params"], "{:,}"),
+            "seeds": df["seeds"],
+            "final test acc (%)": [
+                f"{m:.2f}" if pd.isna(s) else f"{m:.2f} ± {s:.2f}"
+                for m, s in zip(df["test_acc_mean"], df["test_acc_sd"], strict=True)
+            ],
+            "95 % CI of mean (t)": [
+                "n < 2" if pd.isna(lo) else f"{lo:.2f} – {hi:.2f}"
+                for lo, hi in zip(df["test_acc_ci_low"], df["test_acc_ci_high"], strict=True)
+            ],
+            "final train acc (%)": _fmt(df["train_acc_mean"], "{:.2f}"),
+            "gap (points)": _fmt(df["gap_mean"], "{:.2f}"),
+            "best-val epoch (median)": _fmt(df["best_val_epoch_median"], "{:g}"),
+            "test acc at best-val epoch (%)": _fmt(df["test_acc_at_best_val_mean"], "{:.2f}"),
+            "epochs to fit 99 % (median; seeds that did)": [
+                f"{e:g} ({n})" if n else "never (0)"
+                for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"], strict=True)
+            ],
+            "confidently wrong (%)": _fmt(df["conf_wrong_mean"], "{:.2f}"),
+            "ECE": _fmt(df["ece_mean"], "{:.3f}"),
+            **{
+                f"final test acc, {c.split('/', 1)[1]} (%)": _fmt(df[c], "{:.2f}")
+                for c in df.columns
+                if c.startswith("test_acc_mean/")
+            },  # extra test sets
+            ORACLE: _fmt(df["oracle_best_test_acc_mean"], "{:.2f}"),
+        }
+    )
     return _html(shown)
 
 
 def tests_html(df: pd.DataFrame) -> str | None:
     if df.empty:
         return None
-    shown = df.assign(**{"median A (%)": _fmt(df["median_a"], "{:.2f}"),
-                         "median B (%)": _fmt(df["median_b"], "{:.2f}"),
-                         "p (exact)": [f"{p:.3g}" if m == "exact" else f"{p:.3g} ({m})"
-                                       for p, m in zip(df["p"], df["p_method"], strict=True)],
-                         "Cliff's δ": _fmt(df["cliffs_delta"], "{:+.2f}"),
-                         "P(A > B)": [f"{v:.2f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(
-                             df["prob_improvement"], df["prob_improvement_low"], df["prob_improvement_high"],
-                             strict=True)]})
-    cols = ["dataset", "a", "b", "n_a", "n_b", "median A (%)", "median B (%)", "U", "p (exact)", "Cliff's δ",
-            "P(A > B)", "note"]
+    shown = df.assign(
+        **{
+            "median A (%)": _fmt(df["median_a"], "{:.2f}"),
+            "median B (%)": _fmt(df["median_b"], "{:.2f}"),
+            "p (exact)": [
+                f"{p:.3g}" if m == "exact" else f"{p:.3g} ({m})"
+                for p, m in zip(df["p"], df["p_method"], strict=True)
+            ],
+            "Cliff's δ": _fmt(df["cliffs_delta"], "{:+.2f}"),
+            "P(A > B)": [
+                f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+                for v, lo, hi in zip(
+                    df["prob_improvement"],
+                    df["prob_improvement_low"],
+                    df["prob_improvement_high"],
+                    strict=True,
+                )
+            ],
+        }
+    )
+    cols = [
+        "dataset",
+        "a",
+        "b",
+        "n_a",
+        "n_b",
+        "median A (%)",
+        "median B (%)",
+        "U",
+        "p (exact)",
+        "Cliff's δ",
+        "P(A > B)",
+        "note",
+    ]
     return _html(shown[cols].rename(columns={"a": "A", "b": "B"}))
 
 
 def noise_html(df: pd.DataFrame | None) -> str | None:
     if df is None:
         return None
-    names = {"label_noise": "p (random labels)", "test_acc_mean": "test acc (%)",
-             "train_clean_acc_mean": "train acc, kept labels (%)",
-             "train_corrupted_acc_mean": "train acc, random labels (%)",
-             "fit_epoch_median": "epochs to fit 99 % (median)", "seeds_fitted": "seeds fitted"}
-    cols = ["dataset", "model", "label_noise", "seeds", "test_acc_mean", "train_clean_acc_mean",
-            "train_corrupted_acc_mean", "fit_epoch_median", "seeds_fitted", "epochs"]
+    names = {
+        "label_noise": "p (random labels)",
+        "test_acc_mean": "test acc (%)",
+        "train_clean_acc_mean": "train acc, kept labels (%)",
+        "train_corrupted_acc_mean": "train acc, random labels (%)",
+        "fit_epoch_median": "epochs to fit 99 % (median)",
+        "seeds_fitted": "seeds fitted",
+    }
+    cols = [
+        "dataset",
+        "model",
+        "label_noise",
+        "seeds",
+        "test_acc_mean",
+        "train_clean_acc_mean",
+        "train_corrupted_acc_mean",
+        "fit_epoch_median",
+        "seeds_fitted",
+        "epochs",
+    ]
     return _html(df[cols].rename(columns=names), float_format=lambda v: f"{v:.2f}", na_rep="–")
 
 
@@ -88,36 +137,76 @@ def image_folder_sections(metas: dict[str, dict]) -> list[dict]:
     for dataset, meta in metas.items():
         skipped = pd.DataFrame(meta["skipped"], columns=["file", "reason"])
         unreadable = skipped[~skipped["reason"].str.startswith("ignored")]
-        sections.append({"dataset": dataset, "meta": meta, "leak": meta["leakage"],
-                         "unreadable": len(unreadable), "ignored": len(skipped) - len(unreadable),
-                         "unreadable_html": _html(unreadable) if len(unreadable) else ""})
+        sections.append(
+            {
+                "dataset": dataset,
+                "meta": meta,
+                "leak": meta["leakage"],
+                "unreadable": len(unreadable),
+                "ignored": len(skipped) - len(unreadable),
+                "unreadable_html": _html(unreadable) if len(unreadable) else "",
+            }
+        )
     return sections
 
 
-PROVENANCE = ["dataset", "model", "seed", "final_test_acc", "final_train_acc", "best_val_epoch",
-              "test_acc_at_best_val", "wall_time_s", "device", "git_commit", "data_version", "config_hash",
-              "mlflow_run_id"]
+PROVENANCE = [
+    "dataset",
+    "model",
+    "seed",
+    "final_test_acc",
+    "final_train_acc",
+    "best_val_epoch",
+    "test_acc_at_best_val",
+    "wall_time_s",
+    "device",
+    "git_commit",
+    "data_version",
+    "config_hash",
+    "mlflow_run_id",
+]
 
 
 DIVERGED = ["dataset", "model", "seed", "diverged_epoch", "epochs", "device", "config_hash", "mlflow_run_id"]
 
 
-def render_html(inputs: ReportInputs, figures: list[Rendered], summary: pd.DataFrame, tests: pd.DataFrame,
-                scores: pd.DataFrame, noise: pd.DataFrame | None = None) -> str:
+def render_html(
+    inputs: ReportInputs,
+    figures: list[Rendered],
+    summary: pd.DataFrame,
+    tests: pd.DataFrame,
+    scores: pd.DataFrame,
+    noise: pd.DataFrame | None = None,
+) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     runs = inputs.runs
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     return env.get_template("report.html.j2").render(
-        n_runs=len(runs), n_datasets=runs["dataset"].nunique(), n_models=runs["model"].nunique(),
-        n_seeds=runs["seed"].nunique(), commits=", ".join(sorted(set(runs["git_commit"]))),
-        summary=summary_html(summary), oracle=ORACLE, tests=tests_html(tests), noise=noise_html(noise),
+        n_runs=len(runs),
+        n_datasets=runs["dataset"].nunique(),
+        n_models=runs["model"].nunique(),
+        n_seeds=runs["seed"].nunique(),
+        commits=", ".join(sorted(set(runs["git_commit"]))),
+        summary=summary_html(summary),
+        oracle=ORACLE,
+        tests=tests_html(tests),
+        noise=noise_html(noise),
         image_folders=image_folder_sections(inputs.image_folders),
-        figures=[{"name": f.name, "caption": f.caption, "data": base64.b64encode(f.png).decode()}
-                 for f in figures],
-        f1=_html(scores.pivot_table(index="class", columns="model", values="f1"), index=True,
-                 float_format=_three),
+        figures=[
+            {"name": f.name, "caption": f.caption, "data": base64.b64encode(f.png).decode()} for f in figures
+        ],
+        f1=_html(
+            scores.pivot_table(index="class", columns="model", values="f1"), index=True, float_format=_three
+        ),
         scores=_html(scores, float_format=_three),
         provenance=_html(runs[PROVENANCE], float_format=lambda v: f"{v:.4g}"),
-        diverged=_html(inputs.diverged[DIVERGED]) if len(inputs.diverged) else None)
+        diverged=_html(inputs.diverged[DIVERGED]) if len(inputs.diverged) else None,
+    )

@@ -31,9 +31,11 @@ def _mark_tests(ax, data: pd.DataFrame, tests: pd.DataFrame) -> None:
     ax.set_ylim(top=top + span * (0.15 + 0.12 * len(tests)))
 
 
-@figure("final_test_accuracy",
-        caption="Final test accuracy of every seed (points), with its box plot per architecture; "
-                "brackets: two-sided Mann-Whitney p-values (* = too few seeds for p < 0.05).")
+@figure(
+    "final_test_accuracy",
+    caption="Final test accuracy of every seed (points), with its box plot per architecture; "
+    "brackets: two-sided Mann-Whitney p-values (* = too few seeds for p < 0.05).",
+)
 def box_plot(inputs: ReportInputs):
     """Box plot + jittered points per model; brackets give the pairwise Mann-Whitney p-values."""
     import matplotlib.pyplot as plt
@@ -46,10 +48,12 @@ def box_plot(inputs: ReportInputs):
     fig, axes = plt.subplots(1, len(datasets), figsize=(width, 4.2), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         data = final[final["dataset"] == dataset]
-        sns.boxplot(data=data, x="model", y="test_acc_pct", ax=ax, color="#cfe0f3", showfliers=False,
-                    width=0.55)
-        sns.stripplot(data=data, x="model", y="test_acc_pct", ax=ax, color="#1f4e79", size=5, jitter=0.18,
-                      alpha=0.85)
+        sns.boxplot(
+            data=data, x="model", y="test_acc_pct", ax=ax, color="#cfe0f3", showfliers=False, width=0.55
+        )
+        sns.stripplot(
+            data=data, x="model", y="test_acc_pct", ax=ax, color="#1f4e79", size=5, jitter=0.18, alpha=0.85
+        )
         ax.set(title=f"{dataset}: final test accuracy per seed", xlabel="", ylabel="test accuracy (%)")
         ax.tick_params(axis="x", rotation=20)
         if not tests.empty:
@@ -66,8 +70,13 @@ def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: b
     panels = bands[["dataset", "model"]].drop_duplicates().values.tolist()
     datasets = list(dict.fromkeys(p[0] for p in panels))
     models = list(dict.fromkeys(p[1] for p in panels))
-    fig, axes = plt.subplots(len(datasets), len(models), figsize=(3.6 * len(models), 3.2 * len(datasets)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(models),
+        figsize=(3.6 * len(models), 3.2 * len(datasets)),
+        squeeze=False,
+        sharey=True,
+    )
     colors = dict(zip(metrics, PALETTE, strict=False))
     for i, dataset in enumerate(datasets):
         for j, model in enumerate(models):
@@ -94,53 +103,81 @@ def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: b
 
 def _test_lines(inputs: ReportInputs, kind: str) -> dict[str, str]:
     """Metric -> legend label: train and test, plus one line per extra test set (image folders)."""
-    return {f"train_{kind}": "train", f"test_{kind}": "test",
-            **{f"test_{kind}/{n}": f"test {n}" for n in inputs.extra_test_sets}}
+    return {
+        f"train_{kind}": "train",
+        f"test_{kind}": "test",
+        **{f"test_{kind}/{n}": f"test {n}" for n in inputs.extra_test_sets},
+    }
 
 
-@figure("learning_curves",
-        caption="Training accuracy (running mean over each epoch, dropout on) and test accuracy "
-                "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.")
+@figure(
+    "learning_curves",
+    caption="Training accuracy (running mean over each epoch, dropout on) and test accuracy "
+    "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.",
+)
 def learning_curves(inputs: ReportInputs):
     lines = _test_lines(inputs, "acc")
-    return plot_bands(percent(curve_bands(inputs.epochs, list(lines))), lines, "accuracy (%)",
-                      title="Train vs test accuracy: mean over seeds, 95 % band")
+    return plot_bands(
+        percent(curve_bands(inputs.epochs, list(lines))),
+        lines,
+        "accuracy (%)",
+        title="Train vs test accuracy: mean over seeds, 95 % band",
+    )
 
 
-@figure("generalization_gap",
-        caption="Train − test accuracy per epoch: a growing gap is memorization, not learning.")
+@figure(
+    "generalization_gap",
+    caption="Train − test accuracy per epoch: a growing gap is memorization, not learning.",
+)
 def generalization_gap(inputs: ReportInputs):
     bands = percent(curve_bands(inputs.epochs, ["gap_acc"]), clip=False)
-    return plot_bands(bands, {"gap_acc": "train − test"}, "accuracy gap (points)",
-                      title="Generalization gap per epoch")
+    return plot_bands(
+        bands, {"gap_acc": "train − test"}, "accuracy gap (points)", title="Generalization gap per epoch"
+    )
 
 
-@figure("loss_curves",
-        caption="Training and test loss (log scale). A test loss rising while training loss falls marks "
-                "overfitting.")
+@figure(
+    "loss_curves",
+    caption="Training and test loss (log scale). A test loss rising while training loss falls marks "
+    "overfitting.",
+)
 def loss_curves(inputs: ReportInputs):
     lines = _test_lines(inputs, "loss")
-    return plot_bands(curve_bands(inputs.epochs, list(lines)), lines, "cross-entropy (log)", log=True,
-                      title="Train vs test loss")
+    return plot_bands(
+        curve_bands(inputs.epochs, list(lines)),
+        lines,
+        "cross-entropy (log)",
+        log=True,
+        title="Train vs test loss",
+    )
 
 
 def _has_corrupted_labels(inputs: ReportInputs) -> bool:
     return "train_corrupted_acc" in inputs.epochs and inputs.epochs["train_corrupted_acc"].notna().any()
 
 
-@figure("clean_vs_corrupted", when=_has_corrupted_labels,
-        caption="Running training accuracy on the examples whose labels were kept vs those a control "
-                "replaced by random labels: fitting the random ones is memorization.")
+@figure(
+    "clean_vs_corrupted",
+    when=_has_corrupted_labels,
+    caption="Running training accuracy on the examples whose labels were kept vs those a control "
+    "replaced by random labels: fitting the random ones is memorization.",
+)
 def clean_vs_corrupted(inputs: ReportInputs):
-    lines = {"train_clean_acc": "train, kept labels", "train_corrupted_acc": "train, random labels",
-             "test_acc": "test"}
+    lines = {
+        "train_clean_acc": "train, kept labels",
+        "train_corrupted_acc": "train, random labels",
+        "test_acc": "test",
+    }
     noisy = inputs.epochs.dropna(subset=["train_corrupted_acc"])
-    return plot_bands(percent(curve_bands(noisy, list(lines))), lines, "accuracy (%)",
-                      title="Fitting real vs random labels")
+    return plot_bands(
+        percent(curve_bands(noisy, list(lines))), lines, "accuracy (%)", title="Fitting real vs random labels"
+    )
 
 
-@figure("confusion_matrices",
-        caption="Where the typical (median-accuracy) seed's final test predictions go, per true class.")
+@figure(
+    "confusion_matrices",
+    caption="Where the typical (median-accuracy) seed's final test predictions go, per true class.",
+)
 def confusion_matrices(inputs: ReportInputs):
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -150,13 +187,30 @@ def confusion_matrices(inputs: ReportInputs):
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
     for ax, (dataset, model) in zip(axes[0], panels, strict=True):
         names = class_order[dataset]
-        matrix = (table[(table.dataset == dataset) & (table.model == model)]
-                  .pivot(index="label", columns="predicted", values="fraction_of_true")
-                  .reindex(index=names, columns=names).fillna(0.0) * 100)
-        sns.heatmap(matrix, ax=ax, cmap="Blues", vmin=0, vmax=100, cbar=False, square=True,
-                    annot=len(names) <= 10, fmt=".0f", annot_kws={"fontsize": 7})
-        ax.set(title=f"{model}" + (f" ({dataset})" if len(class_order) > 1 else ""), xlabel="predicted",
-               ylabel="true")
+        matrix = (
+            table[(table.dataset == dataset) & (table.model == model)]
+            .pivot(index="label", columns="predicted", values="fraction_of_true")
+            .reindex(index=names, columns=names)
+            .fillna(0.0)
+            * 100
+        )
+        sns.heatmap(
+            matrix,
+            ax=ax,
+            cmap="Blues",
+            vmin=0,
+            vmax=100,
+            cbar=False,
+            square=True,
+            annot=len(names) <= 10,
+            fmt=".0f",
+            annot_kws={"fontsize": 7},
+        )
+        ax.set(
+            title=f"{model}" + (f" ({dataset})" if len(class_order) > 1 else ""),
+            xlabel="predicted",
+            ylabel="true",
+        )
         ax.tick_params(labelsize=7)
     fig.suptitle("Confusion matrices of the median seed (% of each true class)")
     fig.tight_layout()
@@ -170,9 +224,11 @@ def _gray_or_color(image: np.ndarray) -> str | None:
     return "gray" if image.shape[2] == 1 else None
 
 
-@figure("prediction_grid",
-        caption="The first test images as each architecture's median seed classifies them: "
-                "confident mistakes are the memorizer's signature.")
+@figure(
+    "prediction_grid",
+    caption="The first test images as each architecture's median seed classifies them: "
+    "confident mistakes are the memorizer's signature.",
+)
 def prediction_grid(inputs: ReportInputs):
     """The first test images with each model's prediction and confidence: green right, red wrong.
 
@@ -182,8 +238,9 @@ def prediction_grid(inputs: ReportInputs):
 
     predictions = inputs.predictions
     panels = predictions[["dataset", "model"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 2.1 * len(panels)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 2.1 * len(panels)), squeeze=False
+    )
     for row, (dataset, model) in enumerate(panels):
         images = np.load(inputs.prepared_root / dataset.split("+")[0] / "test_images.npy", mmap_mode="r")
         shown = predictions[(predictions.dataset == dataset) & (predictions.model == model)]
@@ -193,8 +250,11 @@ def prediction_grid(inputs: ReportInputs):
             image = np.asarray(images[p.index]).transpose(1, 2, 0)
             ax.imshow(image.squeeze(), cmap=_gray_or_color(image))
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"{p.predicted}\n{p.confidence:.0%}", fontsize=7,
-                         color="#1a7f37" if p.predicted == p.label else "#c62828")
+            ax.set_title(
+                f"{p.predicted}\n{p.confidence:.0%}",
+                fontsize=7,
+                color="#1a7f37" if p.predicted == p.label else "#c62828",
+            )
             ax.set_xlabel(p.label, fontsize=7)
         axes[row][0].set_ylabel(model, fontsize=8)
     fig.suptitle("Test images: predicted class and confidence (green right, red wrong); true class below")
@@ -202,9 +262,11 @@ def prediction_grid(inputs: ReportInputs):
     return fig
 
 
-@figure("class_balance",
-        caption="Examples per class in the prepared training, validation and test splits "
-                "(the class-balance check).")
+@figure(
+    "class_balance",
+    caption="Examples per class in the prepared training, validation and test splits "
+    "(the class-balance check).",
+)
 def class_balance(inputs: ReportInputs):
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -232,8 +294,9 @@ def _one_feature_map_figure(dataset: str, model: str, seed: int, maps_file, prep
         layers = {name: npz[name].astype(np.float32) for name in sorted(npz.files) if name != "image_index"}
     images = np.load(prepared_root / dataset / "test_images.npy", mmap_mode="r")
     image = images[image_index].transpose(1, 2, 0)
-    fig, axes = plt.subplots(len(layers), MAPS_SHOWN + 1, squeeze=False,
-                             figsize=(1.3 * (MAPS_SHOWN + 1), 1.45 * len(layers)))
+    fig, axes = plt.subplots(
+        len(layers), MAPS_SHOWN + 1, squeeze=False, figsize=(1.3 * (MAPS_SHOWN + 1), 1.45 * len(layers))
+    )
     for row, (name, maps) in enumerate(layers.items()):
         axes[row][0].imshow(image.squeeze(), cmap=_gray_or_color(image))
         shape = "×".join(str(n) for n in maps.shape[:3])
@@ -244,27 +307,38 @@ def _one_feature_map_figure(dataset: str, model: str, seed: int, maps_file, prep
                 ax.imshow(maps[col], cmap="viridis")
             ax.axis("off")
         axes[row][0].set_xticks([]), axes[row][0].set_yticks([])
-    fig.suptitle(f"{model} ({dataset}, seed={seed}): convolution outputs for test image {image_index}, "
-                 f"first {MAPS_SHOWN} channels, in call order")
+    fig.suptitle(
+        f"{model} ({dataset}, seed={seed}): convolution outputs for test image {image_index}, "
+        f"first {MAPS_SHOWN} channels, in call order"
+    )
     fig.tight_layout()
     return fig
 
 
-@figure("feature_maps", when=lambda inputs: not inputs.feature_maps.empty,
-        caption="What the typical (median) seed's convolutions compute from one test image (the same "
-                "image as the first of the prediction grid): raw convolution outputs, bright = high.")
+@figure(
+    "feature_maps",
+    when=lambda inputs: not inputs.feature_maps.empty,
+    caption="What the typical (median) seed's convolutions compute from one test image (the same "
+    "image as the first of the prediction grid): raw convolution outputs, bright = high.",
+)
 def feature_maps(inputs: ReportInputs):
     """One figure per CNN (median seed), named by whose maps they are."""
-    return {f"{m.dataset}__{m.model}__seed={m.seed}":
-            _one_feature_map_figure(m.dataset, m.model, m.seed, m.path, inputs.prepared_root)
-            for m in inputs.feature_maps.itertuples()}
+    return {
+        f"{m.dataset}__{m.model}__seed={m.seed}": _one_feature_map_figure(
+            m.dataset, m.model, m.seed, m.path, inputs.prepared_root
+        )
+        for m in inputs.feature_maps.itertuples()
+    }
 
 
-@figure("label_noise", when=lambda inputs: inputs.label_noise_varies,
-        caption="The randomization test (Zhang et al. 2017): final test (solid, 95 % t-interval of the mean) and "
-                "training (dashed) accuracy, and the epochs needed to fit 99 % of the training labels, "
-                "against the fraction p of training labels replaced by random ones (dotted: chance; "
-                "hollow points: seeds that never fitted within the epoch budget).")
+@figure(
+    "label_noise",
+    when=lambda inputs: inputs.label_noise_varies,
+    caption="The randomization test (Zhang et al. 2017): final test (solid, 95 % t-interval of the mean) and "
+    "training (dashed) accuracy, and the epochs needed to fit 99 % of the training labels, "
+    "against the fraction p of training labels replaced by random ones (dotted: chance; "
+    "hollow points: seeds that never fitted within the epoch budget).",
+)
 def label_noise(inputs: ReportInputs):
     """Final accuracy and time to fit against the fraction of random labels, one line per model."""
     import matplotlib.pyplot as plt
@@ -277,8 +351,9 @@ def label_noise(inputs: ReportInputs):
         for model, t in table[table.dataset == dataset].groupby("model", sort=False):
             c = colors[model]
             ax_acc.plot(t.label_noise, t.test_acc_mean, "o-", color=c, label=f"{model}: test")
-            ax_acc.fill_between(t.label_noise, t.test_acc_ci_low, t.test_acc_ci_high, color=c, alpha=0.15,
-                                linewidth=0)
+            ax_acc.fill_between(
+                t.label_noise, t.test_acc_ci_low, t.test_acc_ci_high, color=c, alpha=0.15, linewidth=0
+            )
             ax_acc.plot(t.label_noise, t.train_acc_mean, "s--", color=c, alpha=0.7, label=f"{model}: train")
             r = runs[(runs.source_dataset == dataset) & (runs.model == model)]
             ax_acc.scatter(r.label_noise, 100 * r.final_test_acc, color=c, s=10, alpha=0.5)
@@ -288,14 +363,21 @@ def label_noise(inputs: ReportInputs):
             ax_fit.plot(t.label_noise, t.fit_epoch_median, "o-", color=c, label=model)
             never_fit = r.fit_epoch.isna()
             ax_fit.scatter(r.label_noise[~never_fit], fit[~never_fit], s=18, color=c, alpha=0.7)
-            ax_fit.scatter(r.label_noise[never_fit], fit[never_fit], s=18, facecolors="none", edgecolors=[c],
-                           alpha=0.7)
+            ax_fit.scatter(
+                r.label_noise[never_fit], fit[never_fit], s=18, facecolors="none", edgecolors=[c], alpha=0.7
+            )
             ax_fit.axhline(never, color="#999", linestyle=":", linewidth=0.8)
         ax_acc.axhline(100 / inputs.n_classes[dataset], color="#999", linestyle=":", linewidth=0.8)
-        ax_acc.set(title=f"{dataset}: final accuracy vs random-label fraction",
-                   xlabel="fraction of training labels made random (p)", ylabel="accuracy (%)")
-        ax_fit.set(title=f"{dataset}: time to fit the training set (99 %)", xlabel="p",
-                   ylabel="epochs (dotted line: never fitted)")
+        ax_acc.set(
+            title=f"{dataset}: final accuracy vs random-label fraction",
+            xlabel="fraction of training labels made random (p)",
+            ylabel="accuracy (%)",
+        )
+        ax_fit.set(
+            title=f"{dataset}: time to fit the training set (99 %)",
+            xlabel="p",
+            ylabel="epochs (dotted line: never fitted)",
+        )
         ax_acc.legend(fontsize=7, ncol=2)
         ax_fit.legend(fontsize=7)
         for ax in (ax_acc, ax_fit):
@@ -307,8 +389,11 @@ def label_noise(inputs: ReportInputs):
 SAMPLE_TILES = 8  # training tiles shown per class
 
 
-@figure("sample_tiles", when=lambda inputs: bool(inputs.image_folders),
-        caption="Tiles of the prepared training split per class, before rotation: what the network is given.")
+@figure(
+    "sample_tiles",
+    when=lambda inputs: bool(inputs.image_folders),
+    caption="Tiles of the prepared training split per class, before rotation: what the network is given.",
+)
 def sample_tiles(inputs: ReportInputs):
     """One row per class: unrotated training tiles from as many different source images as possible
     (the source study's show_batch), to see what the network is given."""
@@ -316,8 +401,9 @@ def sample_tiles(inputs: ReportInputs):
 
     metas, prepared_root = inputs.image_folders, inputs.prepared_root
     rows = [(d, c) for d, m in metas.items() for c in range(len(m["class_names"]))]
-    fig, axes = plt.subplots(len(rows), SAMPLE_TILES, figsize=(1.1 * SAMPLE_TILES, 1.25 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), SAMPLE_TILES, figsize=(1.1 * SAMPLE_TILES, 1.25 * len(rows)), squeeze=False
+    )
     for row, (dataset, label) in enumerate(rows):
         manifest = pd.read_csv(prepared_root / dataset / "manifest.csv")
         train = manifest[manifest["split"] == "train"].reset_index(drop=True)  # row i = image i

@@ -61,8 +61,13 @@ def smallest_p(n1: int, n2: int) -> float:
     return min(1.0, 2.0 / math.comb(n1 + n2, n1))
 
 
-def _rank_sum_test(ranks2: np.ndarray, k: int, max_exact_work: int = MAX_EXACT_WORK,
-                   n_resamples: int = MONTE_CARLO_RESAMPLES, seed: int = 0) -> tuple[float, float, str]:
+def _rank_sum_test(
+    ranks2: np.ndarray,
+    k: int,
+    max_exact_work: int = MAX_EXACT_WORK,
+    n_resamples: int = MONTE_CARLO_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float, str]:
     """Two-sided permutation p of the first k of ``ranks2``, the smallest p possible, and the method.
 
     ``ranks2`` are doubled midranks of the pooled sample (integers, so ties stay exact); S is the
@@ -74,23 +79,33 @@ def _rank_sum_test(ranks2: np.ndarray, k: int, max_exact_work: int = MAX_EXACT_W
     center = k * (len(ranks2) + 1)  # E S: k times the mean doubled rank
     ordered = np.sort(ranks2)
     top = int(ordered[-k:].sum())
-    deviations = np.array([abs(int(ranks2[:k].sum()) - center),  # observed, and the widest possible
-                           max(top - center, center - int(ordered[:k].sum()))])
+    deviations = np.array(
+        [
+            abs(int(ranks2[:k].sum()) - center),  # observed, and the widest possible
+            max(top - center, center - int(ordered[:k].sum())),
+        ]
+    )
     if len(ranks2) * (k + 1) * (top + 1) <= max_exact_work:
         counts = np.zeros((k + 1, top + 1))
         counts[0, 0] = 1.0
         for r in ranks2:  # each value either joins the subset (shift by its rank) or not
-            counts[1:, r:] = counts[1:, r:] + counts[:-1, :top + 1 - r]
+            counts[1:, r:] = counts[1:, r:] + counts[:-1, : top + 1 - r]
         dev = np.abs(np.arange(top + 1) - center)
         probs = counts[k] / counts[k].sum()
         p, floor = (probs[dev >= d].sum() for d in deviations)
         return float(p), float(floor), "exact"
     rng = np.random.default_rng(seed)
     chunk = max(1, 2_000_000 // len(ranks2))
-    sampled = np.concatenate([
-        ranks2[np.argpartition(rng.random((min(chunk, n_resamples - start), len(ranks2))), k - 1,
-                               axis=1)[:, :k]].sum(axis=1)
-        for start in range(0, n_resamples, chunk)])
+    sampled = np.concatenate(
+        [
+            ranks2[
+                np.argpartition(rng.random((min(chunk, n_resamples - start), len(ranks2))), k - 1, axis=1)[
+                    :, :k
+                ]
+            ].sum(axis=1)
+            for start in range(0, n_resamples, chunk)
+        ]
+    )
     dev = np.abs(sampled - center)
     p, floor = ((1 + (dev >= d).sum()) / (1 + n_resamples) for d in deviations)  # valid p-values
     return float(p), float(floor), f"monte carlo ({n_resamples} permutations, seed {seed})"
@@ -118,13 +133,19 @@ def prob_improvement_interval(estimate, n_a: int, n_b: int, level: float = 0.95)
     n_star = (n_a + n_b) / 2
 
     def excess(theta, sign):  # estimate - theta + sign * q * sd(theta): one root on each side
-        var = theta * (1 - theta) / (n_a * n_b) * (1 + (n_star - 1) * ((1 - theta) / (2 - theta)
-                                                                     + theta / (1 + theta)))
+        var = (
+            theta
+            * (1 - theta)
+            / (n_a * n_b)
+            * (1 + (n_star - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+        )
         return estimate - theta + sign * q * np.sqrt(var)
 
     bounds = []
-    for sign, below, above in ((-1.0, np.zeros_like(estimate), estimate.copy()),
-                               (1.0, estimate.copy(), np.ones_like(estimate))):
+    for sign, below, above in (
+        (-1.0, np.zeros_like(estimate), estimate.copy()),
+        (1.0, estimate.copy(), np.ones_like(estimate)),
+    ):
         for _ in range(60):  # bisection: excess > 0 below the root, < 0 above it
             mid = (below + above) / 2
             positive = excess(mid, sign) > 0
@@ -142,16 +163,23 @@ def prob_improvement(a, b, level: float = 0.95) -> dict:
     """P(a > b) + 0.5 P(a = b) over all pairs of seeds, with ``prob_improvement_interval``."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) == 0 or len(b) == 0:
-        return {"prob_improvement": float("nan"), "prob_improvement_low": float("nan"),
-                "prob_improvement_high": float("nan")}
+        return {
+            "prob_improvement": float("nan"),
+            "prob_improvement_low": float("nan"),
+            "prob_improvement_high": float("nan"),
+        }
     estimate = _u_statistic(a, b) / (len(a) * len(b))
     low, high = prob_improvement_interval(estimate, len(a), len(b), level)
-    return {"prob_improvement": float(estimate), "prob_improvement_low": float(low),
-            "prob_improvement_high": float(high)}
+    return {
+        "prob_improvement": float(estimate),
+        "prob_improvement_low": float(low),
+        "prob_improvement_high": float(high),
+    }
 
 
-def mann_whitney(a, b, max_exact_work: int = MAX_EXACT_WORK, n_resamples: int = MONTE_CARLO_RESAMPLES,
-                 seed: int = 0) -> dict:
+def mann_whitney(
+    a, b, max_exact_work: int = MAX_EXACT_WORK, n_resamples: int = MONTE_CARLO_RESAMPLES, seed: int = 0
+) -> dict:
     """Two-sided Mann-Whitney U test of a vs b with Cliff's delta and P(a > b) as effect sizes.
 
     p = P(|U - E U| >= |u - E U|) under the permutation distribution of the pooled values (ties
@@ -168,9 +196,15 @@ def mann_whitney(a, b, max_exact_work: int = MAX_EXACT_WORK, n_resamples: int = 
     p, floor, method = _rank_sum_test(ranks2, len(first), max_exact_work, n_resamples, seed)
     effect = prob_improvement(a, b)
     reason = "N too small" if smallest_p(len(a), len(b)) > ALPHA else "too many ties"
-    return {"U": _u_statistic(a, b), "p": min(1.0, p), "p_method": method,
-            "cliffs_delta": 2 * effect["prob_improvement"] - 1, **effect, "smallest_p": min(1.0, floor),
-            "note": "" if floor <= ALPHA else f"{reason}: p cannot go below {min(1.0, floor):.3g}"}
+    return {
+        "U": _u_statistic(a, b),
+        "p": min(1.0, p),
+        "p_method": method,
+        "cliffs_delta": 2 * effect["prob_improvement"] - 1,
+        **effect,
+        "smallest_p": min(1.0, floor),
+        "note": "" if floor <= ALPHA else f"{reason}: p cannot go below {min(1.0, floor):.3g}",
+    }
 
 
 def pairwise(final: pd.DataFrame, value: str = "test_acc_pct", group: str = "model") -> pd.DataFrame:
@@ -180,7 +214,16 @@ def pairwise(final: pd.DataFrame, value: str = "test_acc_pct", group: str = "mod
         groups = {name: g[value].to_numpy() for name, g in d.groupby(group, sort=True)}
         for first, second in itertools.combinations(groups, 2):
             a, b = groups[first], groups[second]
-            rows.append({"dataset": dataset, "a": first, "b": second, "n_a": len(a), "n_b": len(b),
-                         "median_a": float(np.median(a)), "median_b": float(np.median(b)),
-                         **mann_whitney(a, b)})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "a": first,
+                    "b": second,
+                    "n_a": len(a),
+                    "n_b": len(b),
+                    "median_a": float(np.median(a)),
+                    "median_b": float(np.median(b)),
+                    **mann_whitney(a, b),
+                }
+            )
     return pd.DataFrame(rows)

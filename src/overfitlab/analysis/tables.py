@@ -36,8 +36,12 @@ def curve_bands(epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LE
     """
     from scipy import stats
 
-    long = epochs.melt(id_vars=["dataset", "model", "seed", "epoch"], value_vars=metrics,
-                       var_name="metric", value_name="value").dropna(subset=["value"])  # extra test sets
+    long = epochs.melt(
+        id_vars=["dataset", "model", "seed", "epoch"],
+        value_vars=metrics,
+        var_name="metric",
+        value_name="value",
+    ).dropna(subset=["value"])  # extra test sets
     grouped = long.groupby(["dataset", "model", "metric", "epoch"], sort=True)["value"]
     bands = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     half = stats.t.ppf(0.5 + level / 2, (bands["n"] - 1).clip(lower=1)) * bands["sd"] / np.sqrt(bands["n"])
@@ -66,23 +70,31 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
         low, high = mean_ci(g["final_test_acc"])
-        rows.append({
-            "dataset": dataset, "model": model, "params": int(g["n_params"].iloc[0]), "seeds": len(g),
-            "test_acc_mean": 100 * g["final_test_acc"].mean(),
-            "test_acc_sd": 100 * g["final_test_acc"].std(ddof=1) if len(g) > 1 else float("nan"),
-            "test_acc_ci_low": 100 * low, "test_acc_ci_high": 100 * high,
-            "train_acc_mean": 100 * g["final_train_acc"].mean(),
-            "gap_mean": 100 * g["final_gap_acc"].mean(),
-            "best_val_epoch_median": _median(g["best_val_epoch"]),
-            "test_acc_at_best_val_mean": 100 * g["test_acc_at_best_val"].mean(),
-            "oracle_best_test_acc_mean": 100 * g["oracle_best_test_acc"].mean(),
-            "fit_epoch_median": _median(g["fit_epoch"]),
-            "seeds_fitted": int(g["fit_epoch"].notna().sum()),
-            "conf_wrong_mean": 100 * g.get("final_test_conf_wrong", pd.Series(dtype=float)).mean(),
-            "ece_mean": g.get("final_test_ece", pd.Series(dtype=float)).mean(),
-            **{f"test_acc_mean/{n}": 100 * g[f"final_test_acc/{n}"].mean()
-               for n in extra_test_sets(g.columns)},  # extra test sets of image folders
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "params": int(g["n_params"].iloc[0]),
+                "seeds": len(g),
+                "test_acc_mean": 100 * g["final_test_acc"].mean(),
+                "test_acc_sd": 100 * g["final_test_acc"].std(ddof=1) if len(g) > 1 else float("nan"),
+                "test_acc_ci_low": 100 * low,
+                "test_acc_ci_high": 100 * high,
+                "train_acc_mean": 100 * g["final_train_acc"].mean(),
+                "gap_mean": 100 * g["final_gap_acc"].mean(),
+                "best_val_epoch_median": _median(g["best_val_epoch"]),
+                "test_acc_at_best_val_mean": 100 * g["test_acc_at_best_val"].mean(),
+                "oracle_best_test_acc_mean": 100 * g["oracle_best_test_acc"].mean(),
+                "fit_epoch_median": _median(g["fit_epoch"]),
+                "seeds_fitted": int(g["fit_epoch"].notna().sum()),
+                "conf_wrong_mean": 100 * g.get("final_test_conf_wrong", pd.Series(dtype=float)).mean(),
+                "ece_mean": g.get("final_test_ece", pd.Series(dtype=float)).mean(),
+                **{
+                    f"test_acc_mean/{n}": 100 * g[f"final_test_acc/{n}"].mean()
+                    for n in extra_test_sets(g.columns)
+                },  # extra test sets of image folders
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,8 +118,18 @@ def per_class_scores(predictions: pd.DataFrame) -> pd.DataFrame:
             precision = tp / predicted if predicted else 0.0
             recall = tp / actual if actual else 0.0
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append({"dataset": dataset, "model": model, "seed": int(p.seed.iloc[0]), "class": name,
-                         "precision": precision, "recall": recall, "f1": f1, "support": actual})
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "seed": int(p.seed.iloc[0]),
+                    "class": name,
+                    "precision": precision,
+                    "recall": recall,
+                    "f1": f1,
+                    "support": actual,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -121,15 +143,25 @@ def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
     for (dataset, model, p), g in runs.groupby(["source_dataset", "model", "label_noise"], sort=True):
         low, high = mean_ci(g["final_test_acc"])
         train = 100 * g["final_train_acc"].mean()
-        rows.append({
-            "dataset": dataset, "model": model, "label_noise": p, "seeds": len(g),
-            "test_acc_mean": 100 * g["final_test_acc"].mean(), "test_acc_ci_low": 100 * low,
-            "test_acc_ci_high": 100 * high, "train_acc_mean": train,
-            "train_clean_acc_mean": 100 * g["final_train_clean_acc"].mean() if p else train,
-            "train_corrupted_acc_mean": 100 * g["final_train_corrupted_acc"].mean() if p else float("nan"),
-            "fit_epoch_median": _median(g["fit_epoch"]),
-            "seeds_fitted": int(g["fit_epoch"].notna().sum()), "epochs": int(g["epochs"].max()),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "label_noise": p,
+                "seeds": len(g),
+                "test_acc_mean": 100 * g["final_test_acc"].mean(),
+                "test_acc_ci_low": 100 * low,
+                "test_acc_ci_high": 100 * high,
+                "train_acc_mean": train,
+                "train_clean_acc_mean": 100 * g["final_train_clean_acc"].mean() if p else train,
+                "train_corrupted_acc_mean": 100 * g["final_train_corrupted_acc"].mean()
+                if p
+                else float("nan"),
+                "fit_epoch_median": _median(g["fit_epoch"]),
+                "seeds_fitted": int(g["fit_epoch"].notna().sum()),
+                "epochs": int(g["epochs"].max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -65,9 +65,9 @@ class LabelNoise:
     """Training labels after the label-noise control, and which of them it changed."""
 
     original: torch.Tensor  # the prepared labels
-    labels: torch.Tensor    # what training sees
-    drawn: torch.Tensor     # bool: chosen for a new label (round(p * N) of them)
-    changed: torch.Tensor   # bool: the label differs from the original (with ``uniform``, fewer than drawn)
+    labels: torch.Tensor  # what training sees
+    drawn: torch.Tensor  # bool: chosen for a new label (round(p * N) of them)
+    changed: torch.Tensor  # bool: the label differs from the original (with ``uniform``, fewer than drawn)
     mode: str
 
     @property
@@ -77,21 +77,31 @@ class LabelNoise:
 
     def record(self) -> dict:
         """What a run records about its labels (done.json, MLflow)."""
-        return {"label_noise_mode": self.mode, "labels_drawn": int(self.drawn.sum()),
-                "labels_changed": int(self.changed.sum()),
-                "labels_changed_share": round(self.changed_share, 6)}
+        return {
+            "label_noise_mode": self.mode,
+            "labels_drawn": int(self.drawn.sum()),
+            "labels_changed": int(self.changed.sum()),
+            "labels_changed_share": round(self.changed_share, 6),
+        }
 
     def table(self):
         """One row per training example (``train_labels.csv``): ``corrupted`` = label changed."""
         import pandas as pd
 
-        return pd.DataFrame({"example": range(len(self.labels)), "original_label": self.original.numpy(),
-                             "label": self.labels.numpy(), "drawn": self.drawn.numpy(),
-                             "corrupted": self.changed.numpy()})
+        return pd.DataFrame(
+            {
+                "example": range(len(self.labels)),
+                "original_label": self.original.numpy(),
+                "label": self.labels.numpy(),
+                "drawn": self.drawn.numpy(),
+                "corrupted": self.changed.numpy(),
+            }
+        )
 
 
-def corrupt_labels(labels: torch.Tensor, num_classes: int, fraction: float, rng: np.random.Generator,
-                   mode: str = "other") -> LabelNoise:
+def corrupt_labels(
+    labels: torch.Tensor, num_classes: int, fraction: float, rng: np.random.Generator, mode: str = "other"
+) -> LabelNoise:
     """Give exactly round(fraction * N) labels, chosen at random, a new label drawn by ``mode``."""
     n = len(labels)
     drawn = torch.zeros(n, dtype=torch.bool)
@@ -132,11 +142,24 @@ def gaussian_like(images: torch.Tensor, rng: np.random.Generator) -> torch.Tenso
     return noise * std + mean
 
 
-def apply_controls(images: dict, labels: dict, num_classes: int, label_noise: float, pixels: str,
-                   data_seed: int, label_noise_mode: str = "other") -> LabelNoise:
+def apply_controls(
+    images: dict,
+    labels: dict,
+    num_classes: int,
+    label_noise: float,
+    pixels: str,
+    data_seed: int,
+    label_noise_mode: str = "other",
+) -> LabelNoise:
     """Apply the controls in place to the split dicts; returns what the label noise did to train."""
-    check_control({"label_noise": label_noise, "pixels": pixels, "label_noise_mode": label_noise_mode,
-                   "data_seed": data_seed})
+    check_control(
+        {
+            "label_noise": label_noise,
+            "pixels": pixels,
+            "label_noise_mode": label_noise_mode,
+            "data_seed": data_seed,
+        }
+    )
     rng = np.random.default_rng(data_seed)
     noise = corrupt_labels(labels["train"], num_classes, label_noise, rng, label_noise_mode)
     labels["train"] = noise.labels

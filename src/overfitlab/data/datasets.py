@@ -26,8 +26,12 @@ import torch
 from ..errors import ConfigError, require
 
 SPLITS = ("train", "val", "test")
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 @dataclass
@@ -56,35 +60,44 @@ def _find_idx_dir(directory: Path, class_name: str) -> Path | None:
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file of unsigned bytes (MNIST's format): magic 0x0000 08 <ndim>, big-endian sizes, data."""
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
             data = handle.read()
     except (OSError, EOFError, zlib.error) as exc:
         raise ConfigError(f"{path}: unreadable ({exc}): replace it with the original file") from None
     ndim = data[3] if len(data) >= 4 else 0
     header = 4 + 4 * ndim
     if len(data) < header or data[:3] != b"\x00\x00\x08" or ndim < 1:
-        raise ConfigError(f"{path}: not an IDX file of unsigned bytes (magic {data[:4].hex() or 'missing'}, "
-                          "expected 000008xx): replace it with the original file")
+        raise ConfigError(
+            f"{path}: not an IDX file of unsigned bytes (magic {data[:4].hex() or 'missing'}, "
+            "expected 000008xx): replace it with the original file"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    require(len(data) - header == int(np.prod(shape)),
-            f"{path}: the header says {'x'.join(map(str, shape))} bytes of data, the file has "
-            f"{len(data) - header}: the file is truncated or damaged; replace it with the original file")
+    require(
+        len(data) - header == int(np.prod(shape)),
+        f"{path}: the header says {'x'.join(map(str, shape))} bytes of data, the file has "
+        f"{len(data) - header}: the file is truncated or damaged; replace it with the original file",
+    )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
 def _idx_split(directory: Path, prefix: str, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 1, H, W) and labels of one split (``train`` or ``t10k``)."""
+
     def read(name: str) -> np.ndarray:
         plain = directory / name
         return read_idx(plain if plain.exists() else directory / f"{name}.gz")
 
     images, labels = read(f"{prefix}-images-idx3-ubyte"), read(f"{prefix}-labels-idx1-ubyte")
-    require(images.ndim == 3 and labels.ndim == 1 and len(images) == len(labels),
-            f"{directory}: {prefix}-images holds {images.shape}, {prefix}-labels {labels.shape}: "
-            "expected N images of H x W and N labels; are the files of one dataset?")
-    require(int(labels.max(initial=0)) < n_classes,
-            f"{directory}/{prefix}-labels-idx1-ubyte has label {int(labels.max())}; this dataset has "
-            f"{n_classes} classes")
+    require(
+        images.ndim == 3 and labels.ndim == 1 and len(images) == len(labels),
+        f"{directory}: {prefix}-images holds {images.shape}, {prefix}-labels {labels.shape}: "
+        "expected N images of H x W and N labels; are the files of one dataset?",
+    )
+    require(
+        int(labels.max(initial=0)) < n_classes,
+        f"{directory}/{prefix}-labels-idx1-ubyte has label {int(labels.max())}; this dataset has "
+        f"{n_classes} classes",
+    )
     return images[:, None].copy(), labels.astype(np.int64)
 
 
@@ -95,9 +108,11 @@ def _load_mnist_family(cls, dataset_cfg) -> RawDataset:
         cls(root=dirs[0], train=True, download=True)  # fetches all four files into <dir>/<Class>/raw/
         found = _find_idx_dir(dirs[0], name)
     if found is None:
-        raise ConfigError(f"dataset {dataset_cfg.name!r}: IDX files not found in "
-                          f"{[str(d) for d in dirs]} (looked for {', '.join(MNIST_FILES)}, .gz or not, "
-                          f"in <dir>/{name}/raw/, <dir>/{name}/ or <dir>/); {dataset_cfg.install_hint}")
+        raise ConfigError(
+            f"dataset {dataset_cfg.name!r}: IDX files not found in "
+            f"{[str(d) for d in dirs]} (looked for {', '.join(MNIST_FILES)}, .gz or not, "
+            f"in <dir>/{name}/raw/, <dir>/{name}/ or <dir>/); {dataset_cfg.install_hint}"
+        )
     classes = list(cls.classes)
     train_x, train_y = _idx_split(found, "train", len(classes))
     test_x, test_y = _idx_split(found, "t10k", len(classes))
@@ -114,8 +129,10 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as handle:
             entry = pickle.load(handle, encoding="latin1")  # noqa: S301 (the format is pickle)
     except Exception as exc:  # noqa: BLE001  (unpickling a damaged file raises many types)
-        raise ConfigError(f"{path}: not a CIFAR python batch ({type(exc).__name__}: {exc}): replace it with "
-                          "the file from the extracted archive") from None
+        raise ConfigError(
+            f"{path}: not a CIFAR python batch ({type(exc).__name__}: {exc}): replace it with "
+            "the file from the extracted archive"
+        ) from None
     require(isinstance(entry, dict), f"{path}: holds a {type(entry).__name__}, not a CIFAR batch dict")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
 
@@ -125,15 +142,23 @@ def _cifar_batch(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     green and blue 32 x 32 planes; ``labels`` (CIFAR-100: ``fine_labels``) one int per row."""
     entry = _unpickle(path)
     key = "labels" if "labels" in entry else "fine_labels"
-    require("data" in entry and key in entry, f"{path}: has keys {sorted(entry)}, a CIFAR batch has "
-                                              "'data' and 'labels' (CIFAR-100: 'fine_labels')")
+    require(
+        "data" in entry and key in entry,
+        f"{path}: has keys {sorted(entry)}, a CIFAR batch has 'data' and 'labels' (CIFAR-100: 'fine_labels')",
+    )
     data, labels = np.asarray(entry["data"]), np.asarray(entry[key], np.int64)
-    require(data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3 * 32 * 32
-            and len(labels) == len(data),
-            f"{path}: 'data' is {data.dtype} {data.shape} with {len(labels)} labels; a CIFAR batch has "
-            "uint8 (N, 3072) and N labels")
-    require(len(labels) == 0 or 0 <= labels.min() <= labels.max() < n_classes,
-            f"{path}: labels outside 0..{n_classes - 1}")
+    require(
+        data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == 3 * 32 * 32
+        and len(labels) == len(data),
+        f"{path}: 'data' is {data.dtype} {data.shape} with {len(labels)} labels; a CIFAR batch has "
+        "uint8 (N, 3072) and N labels",
+    )
+    require(
+        len(labels) == 0 or 0 <= labels.min() <= labels.max() < n_classes,
+        f"{path}: labels outside 0..{n_classes - 1}",
+    )
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -142,11 +167,16 @@ def _read_cifar(cls, folder: Path) -> RawDataset:
     meta_file = cls.meta["filename"]
     expected = [n for n, _ in cls.train_list + cls.test_list] + [meta_file]
     missing = [n for n in expected if not (folder / n).is_file()]
-    require(not missing, f"{folder}: {', '.join(missing)} missing: put the whole extracted "
-                         f"{cls.base_folder} folder there ({', '.join(expected)})")
+    require(
+        not missing,
+        f"{folder}: {', '.join(missing)} missing: put the whole extracted "
+        f"{cls.base_folder} folder there ({', '.join(expected)})",
+    )
     names = _unpickle(folder / meta_file).get(cls.meta["key"])
-    require(isinstance(names, (list, tuple)) and len(names) >= 2,
-            f"{folder / meta_file}: no class names under {cls.meta['key']!r}")
+    require(
+        isinstance(names, (list, tuple)) and len(names) >= 2,
+        f"{folder / meta_file}: no class names under {cls.meta['key']!r}",
+    )
     names = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
     def read(files) -> tuple[np.ndarray, np.ndarray]:
@@ -166,10 +196,15 @@ def _load_cifar(cls, dataset_cfg) -> RawDataset:
         cls(root=dirs[0], train=True, download=True)  # downloads, checks and extracts the archive
         return _read_cifar(cls, dirs[0] / cls.base_folder)
     for archive in (d / cls.filename for d in dirs):
-        require(not archive.is_file(), f"dataset {dataset_cfg.name!r}: {archive} is not extracted: "
-                                       f"run tar xzf {archive} -C {archive.parent}")
-    raise ConfigError(f"dataset {dataset_cfg.name!r}: {cls.base_folder}/ not found in "
-                      f"{[str(d) for d in dirs]}; {dataset_cfg.install_hint}")
+        require(
+            not archive.is_file(),
+            f"dataset {dataset_cfg.name!r}: {archive} is not extracted: "
+            f"run tar xzf {archive} -C {archive.parent}",
+        )
+    raise ConfigError(
+        f"dataset {dataset_cfg.name!r}: {cls.base_folder}/ not found in "
+        f"{[str(d) for d in dirs]}; {dataset_cfg.install_hint}"
+    )
 
 
 def load_raw(dataset_cfg) -> RawDataset:
@@ -178,14 +213,17 @@ def load_raw(dataset_cfg) -> RawDataset:
 
     cls = getattr(tvd, dataset_cfg.torchvision_class, None)
     if cls is None:
-        raise ConfigError(f"dataset.torchvision_class={dataset_cfg.torchvision_class!r} is not a torchvision "
-                          "dataset")
+        raise ConfigError(
+            f"dataset.torchvision_class={dataset_cfg.torchvision_class!r} is not a torchvision dataset"
+        )
     if issubclass(cls, tvd.MNIST) and cls is not tvd.EMNIST:  # EMNIST's files have other names and splits
         return _load_mnist_family(cls, dataset_cfg)
     if issubclass(cls, tvd.CIFAR10):
         return _load_cifar(cls, dataset_cfg)
-    raise ConfigError(f"dataset.torchvision_class={dataset_cfg.torchvision_class!r} is not supported; "
-                      "use FashionMNIST, MNIST, KMNIST, CIFAR10 or CIFAR100")
+    raise ConfigError(
+        f"dataset.torchvision_class={dataset_cfg.torchvision_class!r} is not supported; "
+        "use FashionMNIST, MNIST, KMNIST, CIFAR10 or CIFAR100"
+    )
 
 
 @dataclass
@@ -198,8 +236,11 @@ class PreparedDataset:
 
     def to(self, device: torch.device | str) -> PreparedDataset:
         """The same splits on ``device`` (a GPU): batches are then sliced there, with no copy per step."""
-        return PreparedDataset({k: v.to(device) for k, v in self.images.items()},
-                               {k: v.to(device) for k, v in self.labels.items()}, self.meta)
+        return PreparedDataset(
+            {k: v.to(device) for k, v in self.images.items()},
+            {k: v.to(device) for k, v in self.labels.items()},
+            self.meta,
+        )
 
     @property
     def in_channels(self) -> int:

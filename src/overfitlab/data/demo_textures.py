@@ -60,8 +60,8 @@ def build(raw_dir: str | Path = "data/raw") -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     with atomic_directory(raw_dir / "textures_shifted") as root:
         for name in CLASSES:
-            band = fields[name][:, round((1 - TEST_BAND) * fields[name].shape[1]):].astype(np.float64) / 255
-            shifted = 0.8 * band ** 1.1 + rng.normal(0, 0.02, band.shape)
+            band = fields[name][:, round((1 - TEST_BAND) * fields[name].shape[1]) :].astype(np.float64) / 255
+            shifted = 0.8 * band**1.1 + rng.normal(0, 0.02, band.shape)
             (root / name).mkdir()
             twelve_bit = np.rint(np.clip(shifted, 0, 1) * 4095).astype(np.uint16)
             (root / name / "field.tif").write_bytes(_tiff(twelve_bit))

@@ -53,10 +53,10 @@ class Source:
 class Tiles:
     """What a worker returns for one file: tiles at output size and where each came from."""
 
-    images: np.ndarray                                # (K, C, S, S) uint8
-    boxes: list = field(default_factory=list)         # (page, region, top, left, height, width)
-    dropped: int = 0                                  # tiles dropped as background
-    error: str | None = None                          # why the file gave nothing
+    images: np.ndarray  # (K, C, S, S) uint8
+    boxes: list = field(default_factory=list)  # (page, region, top, left, height, width)
+    dropped: int = 0  # tiles dropped as background
+    error: str | None = None  # why the file gave nothing
 
 
 # ---------------------------------------------------------------- finding the files
@@ -103,8 +103,10 @@ def walk_images(directory: Path, extensions: set[str]) -> tuple[list[Path], list
 
 
 def class_folders(root: Path, key: str) -> list[str]:
-    require(root.is_dir(),
-            f"{key}={str(root)!r} is not a folder: point it at a folder with one sub-folder per class")
+    require(
+        root.is_dir(),
+        f"{key}={str(root)!r} is not a folder: point it at a folder with one sub-folder per class",
+    )
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not _hidden(e.name))
 
 
@@ -112,8 +114,11 @@ def find_sources(dataset) -> tuple[list[str], list[Source], list[dict]]:
     """Class names, every image file of the main root and the extra test sets, and what was left out."""
     root = Path(dataset.root)
     classes = class_folders(root, "dataset.root")
-    require(len(classes) >= 2, f"dataset.root={str(root)!r} has {len(classes)} class folder(s) {classes}: "
-                               "a classifier needs at least two (one sub-folder per class)")
+    require(
+        len(classes) >= 2,
+        f"dataset.root={str(root)!r} has {len(classes)} class folder(s) {classes}: "
+        "a classifier needs at least two (one sub-folder per class)",
+    )
     extensions = {e.lower() for e in dataset.extensions}
     pattern = re.compile(dataset.split.group_pattern) if dataset.split.group_pattern else None
     sources, skipped = [], []
@@ -123,21 +128,26 @@ def find_sources(dataset) -> tuple[list[str], list[Source], list[dict]]:
         if test_set:
             found = class_folders(set_root, f"dataset.extra_test_sets.{test_set}")
             unknown = sorted(set(found) - set(classes))
-            require(not unknown, f"dataset.extra_test_sets.{test_set}: class folder(s) {unknown} are not "
-                                 f"classes of dataset.root {classes}: rename or remove them")
+            require(
+                not unknown,
+                f"dataset.extra_test_sets.{test_set}: class folder(s) {unknown} are not "
+                f"classes of dataset.root {classes}: rename or remove them",
+            )
         for label, name in enumerate(classes):
             folder = set_root / name
             if not folder.is_dir():
                 continue
             files, ignored = walk_images(folder, extensions)
-            skipped += [{"file": prefix + p.relative_to(set_root).as_posix(), "reason": r}
-                        for p, r in ignored]
+            skipped += [
+                {"file": prefix + p.relative_to(set_root).as_posix(), "reason": r} for p, r in ignored
+            ]
             for path in files:
                 inside = path.relative_to(folder).as_posix()
                 match = pattern.search(inside) if pattern else None
                 group = (match.group(1) if match and match.groups() else match.group(0)) if match else inside
-                sources.append(Source(str(path), f"{prefix}{name}/{inside}", label, f"{prefix}{name}/{group}",
-                                      test_set))
+                sources.append(
+                    Source(str(path), f"{prefix}{name}/{inside}", label, f"{prefix}{name}/{group}", test_set)
+                )
     return classes, sources, skipped
 
 
@@ -235,13 +245,21 @@ def to_uint8_by_band(array: np.ndarray, bit_depth, bands: list[tuple[float, floa
     if array.dtype == np.uint8 or len(bands) == 1 or bit_depth.scale != "percentile":
         return to_uint8(array, bit_depth)  # one band, or an element-wise mapping: the same either way
     along = 1 if axis == "x" else 0
-    parts = [to_uint8(np.take(array, np.arange(lo, hi), axis=along), bit_depth)
-             for lo, hi in band_edges(array.shape[along], bands)]
+    parts = [
+        to_uint8(np.take(array, np.arange(lo, hi), axis=along), bit_depth)
+        for lo, hi in band_edges(array.shape[along], bands)
+    ]
     return np.concatenate(parts, axis=along)
 
 
-def tile_boxes(height: int, width: int, size: tuple[int, int], stride: tuple[int, int],
-               bands: list[tuple[float, float]], axis: str) -> list[tuple[int, int, int]]:
+def tile_boxes(
+    height: int,
+    width: int,
+    size: tuple[int, int],
+    stride: tuple[int, int],
+    bands: list[tuple[float, float]],
+    axis: str,
+) -> list[tuple[int, int, int]]:
     """(region, top, left) of every whole tile; with several bands (region split) no tile crosses
     a band boundary, so no pixel of one split is in a tile of another."""
     boxes = []
@@ -260,8 +278,16 @@ def resize(tile: np.ndarray, size: int) -> np.ndarray:
 
     if tile.shape[:2] == (size, size):
         return np.ascontiguousarray(tile.transpose(2, 0, 1))
-    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(tile[..., c])).resize(
-        (size, size), Image.Resampling.BILINEAR)) for c in range(tile.shape[2])])
+    return np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(tile[..., c])).resize(
+                    (size, size), Image.Resampling.BILINEAR
+                )
+            )
+            for c in range(tile.shape[2])
+        ]
+    )
 
 
 def tile_file(source: Source, opts: dict) -> Tiles:
@@ -269,12 +295,17 @@ def tile_file(source: Source, opts: dict) -> Tiles:
     reason comes back in ``error`` (decoders of untrusted files raise many exception types)."""
     bands = opts["bands"] if source.test_set is None else [(0.0, 1.0)]
     try:
-        pages = [to_uint8_by_band(select_color(p, opts["color"], opts["channels"]), opts["bit_depth"], bands,
-                                  opts["axis"]) for p in read_pages(source.path, opts["pages"] == "each")]
+        pages = [
+            to_uint8_by_band(
+                select_color(p, opts["color"], opts["channels"]), opts["bit_depth"], bands, opts["axis"]
+            )
+            for p in read_pages(source.path, opts["pages"] == "each")
+        ]
     except Exception as exc:  # noqa: BLE001
         message = str(exc).splitlines()[0] if str(exc) else ""
-        return Tiles(np.zeros((0, 1, 1, 1), np.uint8),
-                     error=f"unreadable: {type(exc).__name__}: {message}"[:300])
+        return Tiles(
+            np.zeros((0, 1, 1, 1), np.uint8), error=f"unreadable: {type(exc).__name__}: {message}"[:300]
+        )
     background = opts["background"]
     tiles, boxes, dropped = [], [], 0
     for index, page in enumerate(pages):
@@ -283,26 +314,34 @@ def tile_file(source: Source, opts: dict) -> Tiles:
             size = (height // opts["grid"][0], width // opts["grid"][1])
             stride = size
             if min(size) < 1:
-                return Tiles(np.zeros((0, 1, 1, 1), np.uint8), error=f"no tiles: no whole tile fits: image "
-                             f"{width}x{height} px has fewer pixels than dataset.tiles.grid={opts['grid']}")
+                return Tiles(
+                    np.zeros((0, 1, 1, 1), np.uint8),
+                    error=f"no tiles: no whole tile fits: image "
+                    f"{width}x{height} px has fewer pixels than dataset.tiles.grid={opts['grid']}",
+                )
         else:
             size, stride = (opts["size"],) * 2, (opts["stride"],) * 2
         for region, top, left in tile_boxes(height, width, size, stride, bands, opts["axis"]):
-            tile = page[top:top + size[0], left:left + size[1]]
+            tile = page[top : top + size[0], left : left + size[1]]
             if background["active"]:
                 mean, std = float(tile.mean()), float(tile.mean(axis=2).std())
-                if ((background["min_mean"] is not None and mean < background["min_mean"])
-                        or (background["max_mean"] is not None and mean > background["max_mean"])
-                        or (background["min_std"] is not None and std < background["min_std"])):
+                if (
+                    (background["min_mean"] is not None and mean < background["min_mean"])
+                    or (background["max_mean"] is not None and mean > background["max_mean"])
+                    or (background["min_std"] is not None and std < background["min_std"])
+                ):
                     dropped += 1
                     continue
             tiles.append(resize(tile, opts["image_size"]))
             boxes.append((index, region, top, left, size[0], size[1]))
     if not tiles:
         shapes = "x".join(map(str, pages[0].shape[1::-1]))
-        reason = (f"all {dropped} tiles dropped as background" if dropped else
-                  f"no whole tile fits: image {shapes} px, tile {'x'.join(map(str, size[::-1]))} px"
-                  + (" in a region band" if len(opts["bands"]) > 1 and source.test_set is None else ""))
+        reason = (
+            f"all {dropped} tiles dropped as background"
+            if dropped
+            else f"no whole tile fits: image {shapes} px, tile {'x'.join(map(str, size[::-1]))} px"
+            + (" in a region band" if len(opts["bands"]) > 1 and source.test_set is None else "")
+        )
         return Tiles(np.zeros((0, 1, 1, 1), np.uint8), dropped=dropped, error=f"no tiles: {reason}")
     channels = {t.shape[0] for t in tiles}
     return Tiles(np.stack(tiles) if len(channels) == 1 else np.stack([t[:1] for t in tiles]), boxes, dropped)
@@ -315,28 +354,35 @@ def _channels(dataset) -> list[int] | None:
     if dataset.color != "pick":
         return None
     channels = dataset.channels
-    require(isinstance(channels, (list, tuple)) or OmegaConf.is_list(channels),
-            f"dataset.channels={channels!r}: with color: pick list the channel indices, e.g. [1]")
+    require(
+        isinstance(channels, (list, tuple)) or OmegaConf.is_list(channels),
+        f"dataset.channels={channels!r}: with color: pick list the channel indices, e.g. [1]",
+    )
     channels = list(channels)
-    require(channels and all(is_int(c) and c >= 0 for c in channels),
-            f"dataset.channels={channels!r} must list channel indices (0 = first), e.g. [1]")
+    require(
+        channels and all(is_int(c) and c >= 0 for c in channels),
+        f"dataset.channels={channels!r} must list channel indices (0 = first), e.g. [1]",
+    )
     return channels
 
 
 def _bands(split) -> list[tuple[float, float]]:
     """Train, val and test bands (fractions of the image) for a region split; one band otherwise."""
     fractions = number_list(split.fractions, "dataset.split.fractions", 3)
-    require(all(f > 0 for f in fractions) and abs(sum(fractions) - 1) < 1e-6,
-            f"dataset.split.fractions={fractions} must be three positive fractions (train, val, test) "
-            "summing to 1")
+    require(
+        all(f > 0 for f in fractions) and abs(sum(fractions) - 1) < 1e-6,
+        f"dataset.split.fractions={fractions} must be three positive fractions (train, val, test) "
+        "summing to 1",
+    )
     choice(split.by, "dataset.split.by", ("source", "region"))
     choice(split.axis, "dataset.split.axis", ("x", "y"))
     if split.group_pattern:
         try:
             re.compile(split.group_pattern)
         except re.error as exc:
-            raise ConfigError(f"dataset.split.group_pattern={split.group_pattern!r} is not a regular "
-                              f"expression: {exc}") from None
+            raise ConfigError(
+                f"dataset.split.group_pattern={split.group_pattern!r} is not a regular expression: {exc}"
+            ) from None
     if split.by != "region":
         return [(0.0, 1.0)]
     edges = np.cumsum([0.0] + fractions)
@@ -346,8 +392,10 @@ def _bands(split) -> list[tuple[float, float]]:
 def _check_bit_depth(bit_depth) -> None:
     choice(bit_depth.scale, "dataset.bit_depth.scale", ("percentile", "fixed"))
     low, high = number_list(bit_depth.percentiles, "dataset.bit_depth.percentiles", 2)
-    require(0 <= low < high <= 100,
-            f"dataset.bit_depth.percentiles=[{low}, {high}] must be 0 <= low < high <= 100")
+    require(
+        0 <= low < high <= 100,
+        f"dataset.bit_depth.percentiles=[{low}, {high}] must be 0 <= low < high <= 100",
+    )
     if bit_depth.range is not None:
         low, high = number_list(bit_depth.range, "dataset.bit_depth.range", 2)
         require(low < high, f"dataset.bit_depth.range=[{low}, {high}] must have low < high")
@@ -361,8 +409,9 @@ def options(dataset) -> dict:
     _check_bit_depth(d.bit_depth)
     grid = None
     if d.tiles.grid is not None:
-        grid = [positive_int(v, "dataset.tiles.grid")
-                for v in number_list(d.tiles.grid, "dataset.tiles.grid", 2)]
+        grid = [
+            positive_int(v, "dataset.tiles.grid") for v in number_list(d.tiles.grid, "dataset.tiles.grid", 2)
+        ]
     size = positive_int(d.tiles.size, "dataset.tiles.size")
     stride = size if d.tiles.stride is None else positive_int(d.tiles.stride, "dataset.tiles.stride")
     bands = _bands(d.split)
@@ -373,10 +422,22 @@ def options(dataset) -> dict:
     choice(d.on_leak, "dataset.on_leak", ("error", "warn"))
     background = {k: d.background[k] for k in ("min_mean", "max_mean", "min_std")}
     background["active"] = any(v is not None for v in background.values())
-    return {"pages": d.pages, "color": d.color, "channels": _channels(d), "bit_depth": d.bit_depth,
-            "grid": grid, "size": size, "stride": stride, "bands": bands, "axis": d.split.axis,
-            "background": background, "image_size": positive_int(d.image_size, "dataset.image_size"),
-            "rotations": rotations, "flips": list(d.augment.flips), "augment_splits": list(d.augment.splits)}
+    return {
+        "pages": d.pages,
+        "color": d.color,
+        "channels": _channels(d),
+        "bit_depth": d.bit_depth,
+        "grid": grid,
+        "size": size,
+        "stride": stride,
+        "bands": bands,
+        "axis": d.split.axis,
+        "background": background,
+        "image_size": positive_int(d.image_size, "dataset.image_size"),
+        "rotations": rotations,
+        "flips": list(d.augment.flips),
+        "augment_splits": list(d.augment.splits),
+    }
 
 
 def _workers(value) -> int:
@@ -432,15 +493,17 @@ def rotate_reflect(images: np.ndarray, angle: float) -> np.ndarray:
     return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
-def augment(images: np.ndarray, rotations: list[float],
-            flips: list[str]) -> list[tuple[float, str, np.ndarray]]:
+def augment(
+    images: np.ndarray, rotations: list[float], flips: list[str]
+) -> list[tuple[float, str, np.ndarray]]:
     """(rotation, flip, copies) for every angle and every flip (``none`` first)."""
     copies = []
     for angle in rotations:
         rotated = rotate_reflect(images, float(angle))
         copies.append((float(angle), "none", rotated))
-        copies += [(float(angle), flip, np.ascontiguousarray(np.flip(rotated, FLIPS[flip])))
-                   for flip in flips]
+        copies += [
+            (float(angle), flip, np.ascontiguousarray(np.flip(rotated, FLIPS[flip]))) for flip in flips
+        ]
     return copies
 
 
@@ -456,18 +519,36 @@ def leakage_check(hashes: pd.Series, splits: pd.Series) -> dict:
     for _, group in shared.groupby("hash"):
         names = sorted(group["split"])
         for i, a in enumerate(names):
-            for b in names[i + 1:]:
+            for b in names[i + 1 :]:
                 pairs[f"{a} & {b}"] = pairs.get(f"{a} & {b}", 0) + 1
-    return {"examples_checked": int(len(hashes)), "distinct_contents": int(frame["hash"].nunique()),
-            "shared_contents": int(shared["hash"].nunique()), "pairs": dict(sorted(pairs.items()))}
+    return {
+        "examples_checked": int(len(hashes)),
+        "distinct_contents": int(frame["hash"].nunique()),
+        "shared_contents": int(shared["hash"].nunique()),
+        "pairs": dict(sorted(pairs.items())),
+    }
 
 
 # ---------------------------------------------------------------- the whole dataset
 
 SPLITS = ["train", "val", "test"]
 FRAME_COLUMNS = ["source", "group", "test_set", "label", "page", "region", "top", "left", "height", "width"]
-MANIFEST_COLUMNS = ["split", "source", "group", "page", "region", "top", "left", "height", "width",
-                    "rotation", "flip", "label", "class", "content_hash"]
+MANIFEST_COLUMNS = [
+    "split",
+    "source",
+    "group",
+    "page",
+    "region",
+    "top",
+    "left",
+    "height",
+    "width",
+    "rotation",
+    "flip",
+    "label",
+    "class",
+    "content_hash",
+]
 
 
 def decode(sources: list[Source], opts: dict, workers: int, skipped: list[dict]):
@@ -480,21 +561,34 @@ def decode(sources: list[Source], opts: dict, workers: int, skipped: list[dict])
             skipped.append({"file": source.name, "reason": result.error})
             continue
         tiles.append(result.images)
-        rows += [dict(zip(FRAME_COLUMNS, (source.name, source.group, source.test_set, source.label, *box),
-                          strict=True)) for box in result.boxes]
+        rows += [
+            dict(
+                zip(
+                    FRAME_COLUMNS,
+                    (source.name, source.group, source.test_set, source.label, *box),
+                    strict=True,
+                )
+            )
+            for box in result.boxes
+        ]
     return pd.DataFrame(rows, columns=FRAME_COLUMNS), tiles, dropped
 
 
-def _check_every_class_has_tiles(main: pd.DataFrame, classes: list[str], skipped: list[dict], dataset,
-                                 opts: dict) -> None:
+def _check_every_class_has_tiles(
+    main: pd.DataFrame, classes: list[str], skipped: list[dict], dataset, opts: dict
+) -> None:
     if main.empty and any(s["reason"].startswith("no tiles: no whole tile") for s in skipped):
-        raise ConfigError(f"dataset.tiles: the tile ({opts['grid'] or opts['size']}) is larger than every "
-                          f"image (or region band) of {dataset.root}: use a smaller dataset.tiles.size")
+        raise ConfigError(
+            f"dataset.tiles: the tile ({opts['grid'] or opts['size']}) is larger than every "
+            f"image (or region band) of {dataset.root}: use a smaller dataset.tiles.size"
+        )
     for label, name in enumerate(classes):
         n_skipped = sum(s["file"].startswith(f"{name}/") for s in skipped)
-        require((main.label == label).any(),
-                f"{Path(dataset.root) / name}: class {name!r} has no usable image ({n_skipped} entries "
-                "skipped or ignored): add images, fix the files or remove the folder")
+        require(
+            (main.label == label).any(),
+            f"{Path(dataset.root) / name}: class {name!r} has no usable image ({n_skipped} entries "
+            "skipped or ignored): add images, fix the files or remove the folder",
+        )
 
 
 def assign_splits(frame: pd.DataFrame, classes: list[str], dataset, seed: int) -> list[str]:
@@ -502,13 +596,16 @@ def assign_splits(frame: pd.DataFrame, classes: list[str], dataset, seed: int) -
     extra test sets; returns the names of the extra test sets that have tiles."""
     main = frame[frame.test_set.isna()]
     if dataset.split.by == "source":
-        assignment = assign_groups(main.group.tolist(), main.label.tolist(), list(dataset.split.fractions),
-                                   seed)
+        assignment = assign_groups(
+            main.group.tolist(), main.label.tolist(), list(dataset.split.fractions), seed
+        )
         if "too_few" in assignment:
             label = assignment["too_few"]
-            raise ConfigError(f"dataset.split.by=source: class {classes[label]!r} has too few source images "
-                              f"({main[main.label == label].group.nunique()}) for a train/val/test split "
-                              "by image: add images or use dataset.split.by=region")
+            raise ConfigError(
+                f"dataset.split.by=source: class {classes[label]!r} has too few source images "
+                f"({main[main.label == label].group.nunique()}) for a train/val/test split "
+                "by image: add images or use dataset.split.by=region"
+            )
         split_index = main.group.map(assignment)
     else:
         split_index = main.region
@@ -516,9 +613,12 @@ def assign_splits(frame: pd.DataFrame, classes: list[str], dataset, seed: int) -
     frame.loc[main.index, "split"] = split_index.map(lambda i: SPLITS[int(i)])
     extras = sorted(frame.test_set.dropna().unique())
     for name in dataset.extra_test_sets or {}:
-        require(name in extras, f"dataset.extra_test_sets.{name}: no usable image in "
-                                f"{dataset.extra_test_sets[name]} (see the skipped files above): "
-                                "fix the path or the files")
+        require(
+            name in extras,
+            f"dataset.extra_test_sets.{name}: no usable image in "
+            f"{dataset.extra_test_sets[name]} (see the skipped files above): "
+            "fix the path or the files",
+        )
     extra = frame.test_set.notna()
     frame.loc[extra, "split"] = "test@" + frame.test_set[extra]
     return extras
@@ -534,8 +634,9 @@ def _cap(frame: pd.DataFrame, size, key: str, rng: np.random.Generator) -> pd.Da
     return frame.iloc[keep]
 
 
-def split_arrays(frame: pd.DataFrame, images: np.ndarray, classes: list[str], splits: list[str], opts: dict,
-                 cfg) -> tuple[dict, pd.DataFrame]:
+def split_arrays(
+    frame: pd.DataFrame, images: np.ndarray, classes: list[str], splits: list[str], opts: dict, cfg
+) -> tuple[dict, pd.DataFrame]:
     """(images, labels) per split, capped, shuffled and augmented (training only, by default), and
     the manifest: one row per example, with its content hash."""
     rng = np.random.default_rng(cfg.prepare.split_seed)
@@ -543,20 +644,25 @@ def split_arrays(frame: pd.DataFrame, images: np.ndarray, classes: list[str], sp
     for split in splits:
         part = frame[frame["split"] == split]
         missing = sorted(set(classes) - {classes[i] for i in part.label})
-        require(split not in SPLITS or not missing,
-                f"dataset.split.fractions={list(cfg.dataset.split.fractions)}: split {split!r} has no "
-                f"tile of class(es) {missing}: widen its fraction or use smaller tiles")
+        require(
+            split not in SPLITS or not missing,
+            f"dataset.split.fractions={list(cfg.dataset.split.fractions)}: split {split!r} has no "
+            f"tile of class(es) {missing}: widen its fraction or use smaller tiles",
+        )
         if split in SPLITS:
             part = _cap(part, cfg.prepare.get(f"{split}_size"), f"prepare.{split}_size", rng)
         part = part.iloc[rng.permutation(len(part))]  # mixed classes (the report shows the first test images)
         x = images[part.index.to_numpy()]
         augmented = split in opts["augment_splits"]
         copies = augment(x, opts["rotations"], opts["flips"]) if augmented else [(0.0, "none", x)]
-        arrays[split] = (np.concatenate([c for _, _, c in copies]),
-                         np.tile(part.label.to_numpy(np.int64), len(copies)))
+        arrays[split] = (
+            np.concatenate([c for _, _, c in copies]),
+            np.tile(part.label.to_numpy(np.int64), len(copies)),
+        )
         for angle, flip, c in copies:
-            manifests.append(part.assign(split=split, rotation=angle, flip=flip,
-                                         content_hash=[content_hash(t) for t in c]))
+            manifests.append(
+                part.assign(split=split, rotation=angle, flip=flip, content_hash=[content_hash(t) for t in c])
+            )
     manifest = pd.concat(manifests, ignore_index=True)
     manifest["class"] = [classes[i] for i in manifest.label]
     return arrays, manifest[MANIFEST_COLUMNS]
@@ -568,11 +674,16 @@ def check_leaks(manifest: pd.DataFrame, on_leak: str) -> dict:
     if leak["shared_contents"]:
         shared = manifest[manifest.content_hash.duplicated(keep=False)]
         example = shared.drop_duplicates(["content_hash", "split"])
-        detail = (f"{leak['shared_contents']} tile content(s) in two splits ({leak['pairs']}), "
-                  f"e.g. {example.source.iloc[0]}")
-        require(on_leak == "warn", f"dataset.on_leak=error: {detail}: remove duplicate files, set "
-                                   "dataset.split.group_pattern, or drop flat background tiles "
-                                   "(dataset.background.min_std)")
+        detail = (
+            f"{leak['shared_contents']} tile content(s) in two splits ({leak['pairs']}), "
+            f"e.g. {example.source.iloc[0]}"
+        )
+        require(
+            on_leak == "warn",
+            f"dataset.on_leak=error: {detail}: remove duplicate files, set "
+            "dataset.split.group_pattern, or drop flat background tiles "
+            "(dataset.background.min_std)",
+        )
         print(f"warning: {detail}")
     return leak
 
@@ -606,8 +717,10 @@ def _common_channels(tiles: list[np.ndarray], color: str) -> np.ndarray:
     """One array of all tiles; with ``color: keep`` grey tiles become RGB when the folder mixes both."""
     counts = sorted({t.shape[1] for t in tiles})
     if len(counts) > 1:
-        require(counts == [1, 3] and color == "keep",
-                f"dataset.color={color}: images have {counts} channels: use color: mono, or pick channels "
-                "(color: pick)")
+        require(
+            counts == [1, 3] and color == "keep",
+            f"dataset.color={color}: images have {counts} channels: use color: mono, or pick channels "
+            "(color: pick)",
+        )
         tiles = [np.repeat(t, 3, axis=1) if t.shape[1] == 1 else t for t in tiles]
     return np.concatenate(tiles)

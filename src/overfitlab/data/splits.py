@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def stratified_sample(labels: np.ndarray, pool: np.ndarray, size: int,
-                      rng: np.random.Generator) -> np.ndarray:
+def stratified_sample(
+    labels: np.ndarray, pool: np.ndarray, size: int, rng: np.random.Generator
+) -> np.ndarray:
     """``size`` indices from ``pool`` with class proportions kept (largest remainders), sorted."""
     classes, counts = np.unique(labels[pool], return_counts=True)
     exact = counts * size / counts.sum()

@@ -17,13 +17,14 @@ or logger call per step. Which number is which:
 
 Speed: Lightning's per-step machinery costs ~1.5 ms per step with automatic optimization and still
 ~0.15-0.2 ms with manual optimization and an empty step (its loops, hooks, progress bar), against
-~1.2 ms for a whole step of the MLP at batch 20 on the project's 2-core CPU. So one Lightning step receives a *chunk* of whole consecutive minibatches (about
-``trainer.examples_per_step`` examples) and runs their optimizer steps itself (manual
-optimization): the same minibatches in the same order with the same updates as one minibatch per
-step, with the overhead paid once per chunk. Inside a chunk each minibatch is stepped with the bare
-torch optimizer and ``loss.backward()``: Lightning's per-call wrappers (hooks, precision plugin,
-profiler) add nothing in the plain 32-bit, one-device training the trainer is built for
-(``fitting.make_trainer``) but cost a small model's step again (benchmarks/README.md).
+~1.2 ms for a whole step of the MLP at batch 20 on the project's 2-core CPU. So one Lightning step
+receives a *chunk* of whole consecutive minibatches (about ``trainer.examples_per_step`` examples)
+and runs their optimizer steps itself (manual optimization): the same minibatches in the same order
+with the same updates as one minibatch per step, with the overhead paid once per chunk. Inside a
+chunk each minibatch is stepped with the bare torch optimizer and ``loss.backward()``: Lightning's
+per-call wrappers (hooks, precision plugin, profiler) add nothing in the plain 32-bit, one-device
+training the trainer is built for (``fitting.make_trainer``) but cost a small model's step again
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -247,7 +248,7 @@ class SeedStack(L.LightningModule):
         self._train_examples = 0  # per seed, this epoch
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
-        """Logits (seeds, batch, classes) of x (seeds, batch, ...), or with ``shared`` x (batch, ...) for all."""
+        """Logits (seeds, batch, classes) of x (seeds, batch, ...), or of a ``shared`` x (batch, ...)."""
         template = self.members[0].net  # functional_call swaps in each seed's parameters
 
         def one_seed(params, inputs):
