@@ -1,5 +1,6 @@
 """Atomic outputs and the code version recorded with every run."""
 
+import functools
 import subprocess
 
 import pytest
@@ -26,14 +27,14 @@ def test_atomic_write_leaves_no_temp_file(tmp_path):
     assert oct((tmp_path / "x.json").stat().st_mode & 0o777) == "0o644"
 
 
+def _git(cwd, *args):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True
+    )
+
+
 def test_git_commit_marks_dirty_code_but_not_dvc_lock(tmp_path):
-    def git(*args):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
+    git = functools.partial(_git, tmp_path)
 
     git("init", "-q")
     (tmp_path / "code.py").write_text("a = 1\n")
@@ -53,13 +54,7 @@ def test_git_commit_marks_dirty_code_but_not_dvc_lock(tmp_path):
 def test_git_commit_from_a_study_directory_sees_edits_to_the_shared_code(tmp_path):
     """A study in studies/<name>/ shares src/ and conf/ with the project: editing them is dirty code."""
 
-    def git(*args):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=tmp_path,
-            check=True,
-            capture_output=True,
-        )
+    git = functools.partial(_git, tmp_path)
 
     study = tmp_path / "studies" / "mine"
     study.mkdir(parents=True)
