@@ -10,11 +10,12 @@ the module produced is kept, known ones first, so a new metric is never dropped.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 from pathlib import Path
 
-from .files import atomic_write_json, sha256_files, sha256_json
+from .files import atomic_write_json, sha256_json
 
 DONE = "done.json"
 METRICS = "metrics.csv"
@@ -75,12 +76,29 @@ def training_code_files() -> list[Path]:
     return files
 
 
+def code_fingerprint(source: str) -> str:
+    """What a module's code does, without its layout: the syntax tree with docstrings dropped, so
+    reformatting, comments and docstrings do not retrain a study, while any change to the code does."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
 def training_code_hash() -> str:
-    """One hash over the training code (file paths relative to the package, and bytes)."""
+    """One hash over the training code: each file's path (relative to the package) and code."""
     digest = hashlib.sha256()
     for path in training_code_files():
         digest.update(str(path.relative_to(PACKAGE)).encode())
-        digest.update(sha256_files([path]).encode())
+        digest.update(code_fingerprint(path.read_text()).encode())
     return digest.hexdigest()[:16]
 
 
