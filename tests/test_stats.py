@@ -125,6 +125,16 @@ def test_mean_ci_of_two_seeds_is_wider_than_the_two_values():
     assert low < 0.64 and high > 0.88
 
 
+def test_mean_ci_cut_to_the_metric_range():
+    # The microscopy source study on a CPU: one seed stuck at chance (10 %) among two at ~89 %.
+    # The plain t-interval is about [-51 %, 176 %]; an accuracy's interval stays in [0, 1].
+    accs = [0.8881, 0.10, 0.8958]
+    low, high = st.mean_ci(accs)
+    assert low < -0.4 and high > 1.6
+    assert st.mean_ci(accs, bounds=(0.0, 1.0)) == (0.0, 1.0)
+    assert st.mean_ci([0.80, 0.83, 0.79], bounds=(0.0, 1.0)) == pytest.approx(st.mean_ci([0.80, 0.83, 0.79]))
+
+
 def test_prob_improvement_by_counting_pairs():
     a, b = [1, 2, 3], [2, 2, 4]
     # 1 beats nothing; 2 ties twice (2 x 0.5); 3 beats both 2s: (0 + 1 + 2) / 9.
@@ -196,3 +206,25 @@ def test_pairwise_compares_every_pair_within_each_dataset():
     first = table.iloc[0]
     assert first.prob_improvement == 0 and first.prob_improvement_low == 0
     assert 0.5 < first.prob_improvement_high < 1  # 3 vs 3, a below b throughout: still compatible with 0.5
+
+
+def test_summary_table_interval_stays_within_0_and_100_percent():
+    from overfitlab.analysis.tables import summary_table
+
+    runs = pd.DataFrame(
+        {
+            "dataset": "fashion_mnist",
+            "model": "deep_network",
+            "seed": [0, 1, 2],
+            "n_params": 372346,
+            "final_test_acc": [0.8881, 0.10, 0.8958],  # seed 1 never left chance
+            "final_train_acc": [0.91, 0.0975, 0.914],
+            "final_gap_acc": [0.02, -0.0025, 0.018],
+            "best_val_epoch": [9, 1, 9],
+            "test_acc_at_best_val": [0.8881, 0.10, 0.8958],
+            "oracle_best_test_acc": [0.89, 0.10, 0.90],
+            "fit_epoch": [float("nan")] * 3,
+        }
+    )
+    row = summary_table(runs).iloc[0]
+    assert (row.test_acc_ci_low, row.test_acc_ci_high) == (0.0, 100.0)

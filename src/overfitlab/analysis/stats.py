@@ -30,7 +30,7 @@ MAX_EXACT_WORK = 50_000_000  # cells updated by the exact rank-sum recursion (50
 MONTE_CARLO_RESAMPLES = 100_000
 
 
-def mean_ci(values, level: float = 0.95, axis: int = -1):
+def mean_ci(values, level: float = 0.95, axis: int = -1, bounds: tuple[float, float] | None = None):
     """Student t-interval of the mean: mean +/- t_{(1+level)/2, n-1} * sd / sqrt(n), as (low, high).
 
     Exact for normal seed-to-seed variation at any n >= 2 (a percentile bootstrap is not: with 2
@@ -38,6 +38,9 @@ def mean_ci(values, level: float = 0.95, axis: int = -1):
     is 95 % for normal samples and 93-94 % for moderately skewed accuracies near a ceiling
     (skewness ~ -1) at n = 3-10; strongly skewed ones (exponential-like tails) get ~88 %.
     NaN with fewer than two values; zero width when all values are equal (no spread observed).
+    ``bounds``: the range the metric can take (accuracy: 0, 1); the interval is cut to it, which
+    never excludes the true mean, so coverage stays (one seed stuck at chance among good ones gives
+    a t-interval far past 0 and 1 otherwise).
     Floats for 1-D input; for N-D input, arrays over the other axes (``axis`` holds the seeds).
     """
     from scipy import stats
@@ -50,6 +53,8 @@ def mean_ci(values, level: float = 0.95, axis: int = -1):
         mean = values.mean(axis=axis)
         half = stats.t.ppf(0.5 + level / 2, n - 1) * values.std(axis=axis, ddof=1) / math.sqrt(n)
         low, high = mean - half, mean + half
+        if bounds is not None:
+            low, high = np.clip(low, *bounds), np.clip(high, *bounds)
     return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 

@@ -69,7 +69,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     the oracle (max over epochs of test acc: chosen on the test set, optimistic)."""
     rows = []
     for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
-        low, high = mean_ci(g["final_test_acc"])
+        low, high = mean_ci(g["final_test_acc"], bounds=(0.0, 1.0))
         rows.append(
             {
                 "dataset": dataset,
@@ -141,7 +141,7 @@ def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (dataset, model, p), g in runs.groupby(["source_dataset", "model", "label_noise"], sort=True):
-        low, high = mean_ci(g["final_test_acc"])
+        low, high = mean_ci(g["final_test_acc"], bounds=(0.0, 1.0))
         train = 100 * g["final_train_acc"].mean()
         rows.append(
             {
