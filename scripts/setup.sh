@@ -16,16 +16,18 @@ fi
 # sources (find-links, extra indexes, constraints) are handed on to it.
 pip_config() { .venv/bin/python -m pip config get "global.$1" 2>/dev/null || true; }
 install_with_uv() {
-    [ -x .venv/bin/uv ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv 2>/dev/null \
-        || return 1
+    [ -x .venv/bin/uv ] \
+        || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv 2>/dev/null || return 1
     local args=()
     for link in $(pip_config find-links); do args+=(--find-links "$link"); done
     for index in $(pip_config extra-index-url); do args+=(--extra-index-url "$index"); done
     local constraint; constraint=$(pip_config constraint)
     [ -n "$constraint" ] && args+=(--constraint "$constraint")
-    # unsafe-best-match: every index counts, as with pip (uv would otherwise take the first that has a package)
+    # unsafe-best-match: every index counts, as with pip (uv would otherwise take a package from
+    # the first index that has it)
     # --compile-bytecode: as pip does; with PYTHONDONTWRITEBYTECODE set (as on this machine) every
-    # process would otherwise compile torch, mlflow, ... from source on each import (20 s vs 9.6 s)
+    # process would otherwise compile torch, mlflow, ... from source on each import (20.4 s vs
+    # 7.9 s; benchmarks/results_setup.txt). It also recompiles on a no-op run: ~19 s.
     .venv/bin/uv pip install --quiet --python .venv/bin/python --index-strategy unsafe-best-match \
         --compile-bytecode "${args[@]}" -e '.[test]'
 }
@@ -35,7 +37,7 @@ install_with_uv || {
         | grep -v "is ignored: it is neither a file nor a directory" || true
 }
 .venv/bin/python -c "import overfitlab, torch, lightning, hydra, mlflow, dvc" \
-    || { echo "error: the .venv install failed; see the pip output above" >&2; exit 1; }
+    || { echo "error: the .venv install failed; see the uv or pip output above" >&2; exit 1; }
 
 if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${OVERFITLAB_DATA_DIR:-}" ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO=sudo
