@@ -132,7 +132,7 @@ def _epoch_seconds(
     import torch
     from hydra import compose, initialize_config_dir
 
-    import overfitlab  # noqa: F401
+    import overfitlab.resolvers  # noqa: F401
     from overfitlab.data.datasets import load_prepared
     from overfitlab.training import fitting as train_stage
 

@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/system-packages.sh  # PostgreSQL and Chromium, which some tests use
 export PATH="$PWD/.venv/bin:$PATH"
 exec python -m pytest -n auto --dist loadfile "$@"

@@ -102,7 +102,7 @@ def compose(config_name: str, overrides: list[str] | None = None):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import overfitlab  # noqa: F401  (registers the `sweep` resolver)
+    import overfitlab.resolvers  # noqa: F401  (the `sweep` resolver)
 
     with initialize_config_dir(version_base="1.3", config_dir=str(Path.cwd() / "conf")):
         return hydra_compose(config_name=config_name, overrides=overrides or [])

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from conftest import image_folder_overrides, messy_folder, run_cli
 from overfitlab import checks, machine
-from overfitlab.data import image_folder
+from overfitlab.data.image_folder.options import worker_count
 from overfitlab.errors import ConfigError
 
 
@@ -47,7 +47,7 @@ def test_cpu_count_is_the_cores_this_process_may_use(monkeypatch):
         assert machine.cpu_count() == 2
     else:
         assert machine.cpu_count() == (os.cpu_count() or 1)
-    assert image_folder._workers(None) == machine.cpu_count() and image_folder._workers(3) == 3
+    assert worker_count(None) == machine.cpu_count() and worker_count(3) == 3
 
 
 def _error_line(*args) -> str:

@@ -325,15 +325,7 @@ def test_collect_refuses_a_done_marker_of_another_run_or_of_other_data(project, 
     assert "the training code or the prepared data changed since it was trained" in error
 
 
-def _train_hashes_with_runs_identity() -> bool:
-    return "def run_identity" not in (ROOT / "src/overfitlab/train.py").read_text()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _train_hashes_with_runs_identity(),
-    reason="until train.py hashes runs with runs.identity (the lead's move of run_identity)",
-)
 def test_collect_accepts_what_the_train_stage_trained_and_refuses_it_after_an_edit(prepared, project):
     # As dvc.yaml's train stage runs it; integer label-noise values check the sweep's spelling.
     set_params(

@@ -22,8 +22,13 @@ from conftest import (
     run_cli,
     save_image,
 )
-from overfitlab.data import image_folder
 from overfitlab.data.datasets import load_prepared
+from overfitlab.data.image_folder.augment import rotate_reflect
+from overfitlab.data.image_folder.leakage import leakage_check
+from overfitlab.data.image_folder.options import options
+from overfitlab.data.image_folder.pixels import read_pages, select_color, to_uint8
+from overfitlab.data.image_folder.sources import Source
+from overfitlab.data.image_folder.tiles import tile_boxes, tile_file
 from overfitlab.prepare import prepare
 
 
@@ -70,18 +75,16 @@ def test_messy_folder_is_prepared_with_bad_files_listed_and_no_leak(project, tmp
 
 def test_tile_geometry_grid_size_stride_and_region_bands():
     one = [(0.0, 1.0)]
-    assert len(image_folder.tile_boxes(96, 128, (32, 32), (32, 32), one, "x")) == 3 * 4
-    assert len(image_folder.tile_boxes(96, 128, (32, 32), (16, 16), one, "x")) == 5 * 7  # overlapping
-    assert (
-        len(image_folder.tile_boxes(100, 130, (32, 32), (32, 32), one, "x")) == 3 * 4
-    )  # partial tiles dropped
+    assert len(tile_boxes(96, 128, (32, 32), (32, 32), one, "x")) == 3 * 4
+    assert len(tile_boxes(96, 128, (32, 32), (16, 16), one, "x")) == 5 * 7  # overlapping
+    assert len(tile_boxes(100, 130, (32, 32), (32, 32), one, "x")) == 3 * 4  # partial tiles dropped
     bands = [(0.0, 0.5), (0.5, 0.75), (0.75, 1.0)]
-    boxes = image_folder.tile_boxes(64, 256, (32, 32), (32, 32), bands, "x")
+    boxes = tile_boxes(64, 256, (32, 32), (32, 32), bands, "x")
     for region, _top, left in boxes:  # no tile crosses a band boundary
         lo, hi = round(bands[region][0] * 256), round(bands[region][1] * 256)
         assert lo <= left and left + 32 <= hi
     assert [sum(b[0] == r for b in boxes) for r in range(3)] == [2 * 4, 2 * 2, 2 * 2]
-    vertical = image_folder.tile_boxes(256, 64, (32, 32), (32, 32), bands, "y")
+    vertical = tile_boxes(256, 64, (32, 32), (32, 32), bands, "y")
     assert all(
         round(bands[r][0] * 256) <= top and top + 32 <= round(bands[r][1] * 256) for r, top, _ in vertical
     )
@@ -157,10 +160,10 @@ def test_rotations_and_flips_only_in_the_training_split(project, tmp_path):
 def test_rotation_is_counter_clockwise_with_reflected_corners():
     tile = np.zeros((1, 1, 33, 33), np.uint8)
     tile[0, 0, 16, 24:] = 255  # a bar pointing right from the centre
-    turned = image_folder.rotate_reflect(tile, 90)[0, 0]
+    turned = rotate_reflect(tile, 90)[0, 0]
     assert turned[1:8, 16].min() > 200 and turned[17:, 16].max() < 50  # now points up
     bright = np.full((1, 1, 16, 16), 200, np.uint8)
-    assert (image_folder.rotate_reflect(bright, 5) == 200).all()  # no black corners
+    assert (rotate_reflect(bright, 5) == 200).all()  # no black corners
 
 
 def test_region_split_keeps_bands_apart_for_one_field_per_class(project, tmp_path):
@@ -215,46 +218,40 @@ def test_bit_depth_rescaling_fixed_and_percentile():
 
     twelve_bit = np.array([[0, 2048, 4095]], np.uint16)[..., None]
     fixed = OmegaConf.create({"scale": "fixed", "percentiles": [0, 100], "range": [0, 4095]})
-    assert image_folder.to_uint8(twelve_bit, fixed).ravel().tolist() == [0, 128, 255]
+    assert to_uint8(twelve_bit, fixed).ravel().tolist() == [0, 128, 255]
     full = OmegaConf.create({"scale": "fixed", "percentiles": [0, 100], "range": None})
-    assert image_folder.to_uint8(np.array([[0, 65535]], np.uint16)[..., None], full).ravel().tolist() == [
-        0,
-        255,
-    ]
-    assert image_folder.to_uint8(
-        np.array([[0.0, 0.5, 1.0]], np.float32)[..., None], full
-    ).ravel().tolist() == [0, 128, 255]
+    sixteen_bit, unit_float = np.array([[0, 65535]], np.uint16), np.array([[0.0, 0.5, 1.0]], np.float32)
+    assert to_uint8(sixteen_bit[..., None], full).ravel().tolist() == [0, 255]
+    assert to_uint8(unit_float[..., None], full).ravel().tolist() == [0, 128, 255]
     percentile = OmegaConf.create({"scale": "percentile", "percentiles": [0, 100], "range": None})
     dim = np.array([[100, 150, 200]], np.uint16)[..., None]
-    assert image_folder.to_uint8(dim, percentile).ravel().tolist() == [0, 128, 255]
+    assert to_uint8(dim, percentile).ravel().tolist() == [0, 128, 255]
     eight = np.array([[3, 7]], np.uint8)[..., None]
-    assert image_folder.to_uint8(eight, percentile) is eight  # 8-bit images are not stretched
+    assert to_uint8(eight, percentile) is eight  # 8-bit images are not stretched
 
 
 def test_colour_modes_keep_mono_and_pick(project, tmp_path):
     from PIL import Image
 
     rgb = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    mono = image_folder.select_color(rgb, "mono", None)
+    mono = select_color(rgb, "mono", None)
     expected = np.asarray(Image.fromarray(rgb).convert("L")).astype(int)
     assert mono.shape == (8, 8, 1) and np.abs(mono[..., 0].astype(int) - expected).max() <= 1
-    assert np.array_equal(image_folder.select_color(rgb, "pick", [2, 0]), rgb[..., [2, 0]])
+    assert np.array_equal(select_color(rgb, "pick", [2, 0]), rgb[..., [2, 0]])
     with pytest.raises(ValueError, match="channel"):
-        image_folder.select_color(rgb[..., :1], "pick", [1])
+        select_color(rgb[..., :1], "pick", [1])
     root = messy_folder(tmp_path / "cells")
     meta = prepare_folder(root, **{"dataset.color": "mono"})
     assert meta["in_channels"] == 1
-    opts = image_folder.options(
+    opts = options(
         compose(
             "prepare", image_folder_overrides(root, **{"dataset.color": "pick", "dataset.channels": "[1]"})
         ).dataset
     )
-    grey = image_folder.Source(str(root / "control" / "field0.png"), "control/field0.png", 0, "g")
-    assert (
-        "dataset.channels asks for [1]" in image_folder.tile_file(grey, opts).error
-    )  # skipped, with the reason
-    rgb = image_folder.Source(str(root / "control" / "field2.png"), "control/field2.png", 0, "g")
-    assert image_folder.tile_file(rgb, opts).images.shape[1] == 1
+    grey = Source(str(root / "control" / "field0.png"), "control/field0.png", 0, "g")
+    assert "dataset.channels asks for [1]" in tile_file(grey, opts).error  # skipped, with the reason
+    rgb = Source(str(root / "control" / "field2.png"), "control/field2.png", 0, "g")
+    assert tile_file(rgb, opts).images.shape[1] == 1
 
 
 def test_sixteen_bit_field_gives_the_same_tiles_as_its_8bit_original(project, tmp_path):
@@ -284,12 +281,12 @@ def test_exif_orientation_and_multipage_tiff(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     path = save_image(tmp_path / "photo.jpg", stored, exif=exif.tobytes(), quality=95)
-    page = image_folder.read_pages(str(path), each=False)[0]
+    page = read_pages(str(path), each=False)[0]
     assert page.shape == (40, 64, 1)
     assert np.abs(page[..., 0].astype(int) - upright).mean() < 6  # JPEG loss only
     stack = save_image(tmp_path / "stack.tif", np.stack([field(0, 0), field(1, 0), field(0, 1)]), pages=True)
-    assert len(image_folder.read_pages(str(stack), each=False)) == 1
-    pages = image_folder.read_pages(str(stack), each=True)
+    assert len(read_pages(str(stack), each=False)) == 1
+    pages = read_pages(str(stack), each=True)
     assert len(pages) == 3 and np.array_equal(pages[1][..., 0], field(1, 0))
 
 
@@ -337,9 +334,7 @@ def test_duplicate_files_are_caught_by_the_leakage_check_and_grouped_by_pattern(
     manifest, _ = read(project / "data" / "prepared" / "cells")
     copies = manifest[manifest.source.str.startswith("a/field0_")]
     assert copies.split.nunique() == 1
-    leak = image_folder.leakage_check(
-        pd.Series(["h1", "h1", "h2", "h3"]), pd.Series(["train", "test", "train", "val"])
-    )
+    leak = leakage_check(pd.Series(["h1", "h1", "h2", "h3"]), pd.Series(["train", "test", "train", "val"]))
     assert leak["shared_contents"] == 1 and leak["pairs"] == {"test & train": 1}
 
 
@@ -463,7 +458,7 @@ def test_region_split_scales_each_band_from_its_own_pixels(project, tmp_path):
         name: save_image(tmp_path / "fields" / f"{name}.tif", image)
         for name, image in (("plain", twelve_bit), ("bright", brighter))
     }
-    opts = image_folder.options(
+    opts = options(
         compose(
             "prepare",
             image_folder_overrides(
@@ -472,16 +467,13 @@ def test_region_split_scales_each_band_from_its_own_pixels(project, tmp_path):
         ).dataset
     )
     assert opts["bit_depth"].scale == "percentile"
-    tiles = {
-        name: image_folder.tile_file(image_folder.Source(str(p), name, 0, name), opts)
-        for name, p in paths.items()
-    }
+    tiles = {name: tile_file(Source(str(p), name, 0, name), opts) for name, p in paths.items()}
     regions = {name: np.array([box[1] for box in t.boxes]) for name, t in tiles.items()}
     assert np.array_equal(regions["plain"], regions["bright"]) and set(regions["plain"]) == {0, 1, 2}
     train = regions["plain"] == 0
     assert np.array_equal(tiles["plain"].images[train], tiles["bright"].images[train])
     # The training band alone, scaled by its own percentiles, is what the training tiles show.
-    band = image_folder.to_uint8(twelve_bit[:, :192, None], opts["bit_depth"])[..., 0]
+    band = to_uint8(twelve_bit[:, :192, None], opts["bit_depth"])[..., 0]
     first = tiles["plain"].boxes[0]
     assert first[1:4] == (0, 0, 0) and np.array_equal(tiles["plain"].images[0, 0], band[:32, :32])
     # The bright test band is scaled by its own percentiles too: not saturated, the same tiles.

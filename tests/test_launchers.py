@@ -26,7 +26,7 @@ CORES = len(os.sched_getaffinity(0))
 def launcher_config(name: str, *overrides: str, config_dir: Path | None = None):
     from hydra import compose, initialize_config_dir
 
-    import overfitlab  # noqa: F401  (resolvers)
+    import overfitlab.resolvers  # noqa: F401
 
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir or ROOT / "conf")):
         cfg = compose("train", [f"hydra/launcher={name}", *overrides], return_hydra_config=True)
@@ -48,7 +48,7 @@ def launcher_config(name: str, *overrides: str, config_dir: Path | None = None):
 def test_each_launcher_shares_out_the_cores_and_says_how_many_jobs_run_at_once(
     project, name, overrides, at_once, here
 ):
-    from overfitlab.training.fitting import jobs_at_once, parallel_runs, threads_per_run
+    from overfitlab.launching import jobs_at_once, parallel_runs, threads_per_run
 
     launcher = launcher_config(name, *overrides, config_dir=project / "conf")
     assert jobs_at_once(launcher) == at_once  # > 1: seeds are never vectorized (two jobs, same seeds)

@@ -25,9 +25,16 @@ import pytest
 from browser import Chromium, chromium_executable
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(
-    chromium_executable() is None, reason="Chromium is not installed: apt-get install chromium (.ci/run does)"
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def chromium_installed():
+    """Fail, never skip, without Chromium: scripts/test.sh installs it."""
+    if chromium_executable() is None:
+        pytest.fail(
+            "Chromium is not installed: run the tests with scripts/test.sh (it installs it through "
+            "scripts/system-packages.sh) or apt-get install chromium",
+            pytrace=False,
+        )
 
 
 def free_port() -> int:

@@ -7,7 +7,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from overfitlab.training.models import DeepNetwork, count_parameters, pool_fits
+from overfitlab.training.models.deep_network import DeepNetwork
+from overfitlab.training.models.layers import count_parameters, pool_fits
 
 MODEL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
 
@@ -15,7 +16,7 @@ MODEL_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").
 @pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: p.stem)
 @pytest.mark.parametrize("channels,size,classes", [(1, 28, 10), (3, 32, 2), (1, 64, 5)])
 def test_every_model_config_adapts_to_input_and_classes(config, channels, size, classes):
-    import overfitlab  # noqa: F401  (registers the `repeat` resolver of mlp_search)
+    import overfitlab.resolvers  # noqa: F401  (the `repeat` resolver of mlp_search)
 
     # Inside the composed config, as in a run: mlp_search reads the searched sizes from `search`.
     cfg = OmegaConf.create(
@@ -47,7 +48,8 @@ def test_pool_rule():
 
 
 def test_feature_maps_are_every_convolution_call_in_order():
-    from overfitlab.training.models import MLP, DeepNetwork, conv_feature_maps
+    from overfitlab.training.models.layers import conv_feature_maps
+    from overfitlab.training.models.mlp import MLP
 
     torch.manual_seed(0)
     net = DeepNetwork(in_channels=1, image_size=28, num_classes=10).train()

@@ -72,7 +72,7 @@ def test_joblib_sweep_with_two_workers_trains_every_run_under_one_parent(prepare
 
 BROKEN_MODEL = """name: broken
 net:
-  _target_: overfitlab.training.models.MLP
+  _target_: overfitlab.training.models.mlp.MLP
   hidden: [-5]      # a negative layer width: building the net raises
   activation: relu
 """

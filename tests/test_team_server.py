@@ -33,11 +33,16 @@ from conftest import ROOT
 SCRIPT = str(ROOT / "scripts" / "mlflow-server.sh")
 HAVE_POSTGRES = bool(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl") or shutil.which("pg_ctl"))
 
-# Where it is installed (.ci/run does) the tests run; a missing PostgreSQL fails them in CI.
-pytestmark = pytest.mark.skipif(
-    not HAVE_POSTGRES and not os.environ.get("CI"),
-    reason="PostgreSQL is not installed: apt-get install postgresql (.ci/run does)",
-)
+
+@pytest.fixture(autouse=True, scope="module")
+def postgresql_installed():
+    """Fail, never skip, without PostgreSQL (pg_ctl, initdb): scripts/test.sh installs it."""
+    if not HAVE_POSTGRES:
+        pytest.fail(
+            "PostgreSQL is not installed (no pg_ctl): run the tests with scripts/test.sh (it installs it "
+            "through scripts/system-packages.sh) or apt-get install postgresql",
+            pytrace=False,
+        )
 
 
 def run_script(*args: str, env: dict) -> subprocess.CompletedProcess:

@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 
 from conftest import compose
 from overfitlab.data.datasets import load_prepared
-from overfitlab.training.fitting import fit, threads_per_run
+from overfitlab.launching import threads_per_run
+from overfitlab.training.fitting import fit
 
 
 class FirstStep(L.Callback):

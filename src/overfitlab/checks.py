@@ -82,33 +82,3 @@ def flag(value, key: str, also: tuple = ()) -> bool | str:
 def positive_number(value, key: str) -> float:
     require(is_number(value) and value > 0, f"{key}={value!r} must be a positive number")
     return float(value)
-
-
-def run_config(cfg) -> None:
-    """The rules of one training run's config (conf/train.yaml composed with params.yaml), each
-    error naming the key a user sets (``train.*`` in params.yaml, ``trainer.*`` in conf/trainer/)."""
-    from .data import controls
-
-    trainer = cfg.trainer
-    int_value(trainer.max_epochs, "train.epochs", low=1, what="a positive integer (params.yaml or override)")
-    positive_int(trainer.batch_size, "train.batch_size")
-    positive_int(trainer.examples_per_step, "trainer.examples_per_step")
-    positive_int(trainer.eval_batch_size, "trainer.eval_batch_size")
-    int_value(
-        trainer.feature_map_image, "trainer.feature_map_image", low=0, what="a test-image index (0, 1, ...)"
-    )
-    stopping = trainer.early_stopping
-    if stopping.patience is not None:
-        int_value(
-            stopping.patience,
-            "trainer.early_stopping.patience",
-            low=1,
-            what="null (off) or a positive integer",
-        )
-    choice(stopping.monitor, "trainer.early_stopping.monitor (never a test metric)", ("val_acc", "val_loss"))
-    choice(stopping.mode, "trainer.early_stopping.mode", ("max", "min"))
-    flag(trainer.vectorize_seeds, "trainer.vectorize_seeds", also=("auto",))
-    flag(trainer.allow_tf32, "trainer.allow_tf32")
-    positive_number(cfg.optimizer.get("lr"), "train.lr")
-    int_value(cfg.seed, "seed", low=0, what="a non-negative integer (params.yaml: study.seeds)")
-    controls.check_control(cfg.control)

@@ -6,7 +6,8 @@ Outputs (in ``reports/metrics/``):
   ``test_acc/<name>``, ``test_loss/<name>`` for the extra test sets of image-folder datasets);
 * ``runs.csv``: one row per run (final metrics, the epoch chosen on validation and its test
   accuracy, the test-chosen oracle, time to fit, parameters, provenance);
-* ``summary.json``: DVC metrics, mean and sd of the final accuracies per dataset and model;
+* ``summary.json``: DVC metrics, mean and sd of the final accuracies per dataset (variant) and model;
+* ``axes.json``: the study's axes, ``{column: config key}`` (one column per axis in the tables);
 * ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``;
 * ``predictions.parquet``: final test predictions of the median seed of each (dataset, model);
 * ``class_counts.csv``: examples per class and split of each prepared dataset (class balance);
@@ -28,12 +29,15 @@ import io
 import itertools
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from . import axes
+from .data import layout
 from .errors import ConfigError, exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 from .runs import (
@@ -46,7 +50,6 @@ from .runs import (
     identity,
     metric_columns,
     read_done,
-    run_dir,
 )
 from .study import Study, load_study, project_root
 
@@ -54,30 +57,52 @@ CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "
 KEYS = ["dataset", "model", "seed"]
 
 
-def expected_identities(study: Study, params: dict, metas: dict[str, dict]) -> dict[Path, dict]:
+@dataclass(frozen=True)
+class Variant:
+    """One (dataset, axis values) of the study: its label in the tables, its prepared data."""
+
+    dataset: str
+    values: dict
+
+    @property
+    def label(self) -> str:
+        """``fashion_mnist`` or ``fashion_mnist+label_noise=0.2+lr=0.1``: the tables' ``dataset``."""
+        return "+".join([self.dataset, *axes.dir_parts(self.values)])
+
+    def prepared(self, prepared_root: Path) -> Path:
+        return axes.prepared_dir(prepared_root, self.dataset, self.values)
+
+
+def variants(study: Study) -> list[Variant]:
+    return [Variant(d, v) for d, v in itertools.product(study.datasets, study.variants())]
+
+
+def expected_identities(
+    study: Study, params: dict, metas: dict[Path, dict], prepared_root: Path
+) -> dict[Path, dict]:
     """The identity the train stage would give each run of the study now, by run dir (relative to
     the runs root): the run's config composed from conf/ and params.yaml with the overrides of the
-    train stage's sweep (conf/train.yaml's sweeper, plus dvc.yaml's ``optimizer=``), the prepared
-    data's meta.json and the training code.
+    train stage's sweep (dataset, model, seed, one per axis, plus dvc.yaml's ``optimizer=``), the
+    prepared data's meta.json and the numerics code.
 
-    Override values are written as the sweep writes them (``str`` of params.yaml's value): 1 and
-    1.0 are different configs to the hash.
+    Override values are written as the sweep writes them (``axes.override_value``): 1 and 1.0 are
+    different configs to the hash.
     """
     from hydra import compose, initialize_config_dir
 
     train = params.get("train") or {}
-    raw_noise = (params.get("study") or {}).get("label_noise", [train.get("label_noise")])
     optimizer = [f"optimizer={train['optimizer']}"] if "optimizer" in train else []
     expected = {}
     conf = str(project_root() / "conf")
     with initialize_config_dir(version_base="1.3", config_dir=conf, job_name="collect"):
-        for dataset, (raw, p), model, seed in itertools.product(
-            study.datasets, zip(raw_noise, study.label_noise, strict=True), study.models, study.seeds
-        ):
-            noise = [] if raw is None else [f"train.label_noise={raw}"]
-            overrides = [f"dataset={dataset}", f"model={model}", f"seed={seed}", *noise, *optimizer]
+        for variant, model, seed in itertools.product(variants(study), study.models, study.seeds):
+            values = [f"{k}={axes.override_value(v)}" for k, v in variant.values.items()]
+            overrides = [f"dataset={variant.dataset}", f"model={model}", f"seed={seed}", *values, *optimizer]
             cfg = compose(config_name="train", overrides=overrides)
-            expected[study.run_dir(Path(), dataset, model, seed, p)] = identity(cfg, metas[dataset])
+            meta = metas[variant.prepared(prepared_root)]
+            expected[study.run_dir(Path(), variant.dataset, model, variant.values, seed)] = identity(
+                cfg, meta
+            )
     return expected
 
 
@@ -110,19 +135,22 @@ def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: d
     changes = _changes(identity(OmegaConf.load(directory / CONFIG), meta), expected)
     if changes:
         return "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
-    return "same config: the training code or the prepared data changed since it was trained"
+    return "same config: the numerics code or the prepared data changed since it was trained"
 
 
 def read_runs(
-    study: Study, runs_root: Path, expected: dict[Path, dict], metas: dict[str, dict]
+    study: Study, runs_root: Path, expected: dict[Path, dict], metas: dict[Path, dict], prepared_root: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Epoch rows and run summaries of the study's complete runs, and the summaries of its diverged
-    runs (kept out of every statistic, listed by the report); every run must be finished and current."""
+    runs (kept out of every statistic, listed by the report); every run must be finished and current.
+
+    ``dataset`` in the tables is the variant's label (the dataset and its axis values), so that every
+    table and figure compares like with like; ``source_dataset`` is the dataset, one column per axis
+    holds its value (``axes.column``) and ``prepared`` the prepared data's directory."""
     epochs, runs, diverged, missing, stale = [], [], [], [], []
-    for dataset, label_noise, model, seed in itertools.product(
-        study.datasets, study.label_noise, study.models, study.seeds
-    ):
-        key = study.run_dir(Path(), dataset, model, seed, label_noise)
+    columns = {key: axes.column(key, study.axes) for key in study.axes}
+    for variant, model, seed in itertools.product(variants(study), study.models, study.seeds):
+        key = study.run_dir(Path(), variant.dataset, model, variant.values, seed)
         directory = runs_root / key
         done = read_done(directory)
         if done is None:
@@ -130,20 +158,25 @@ def read_runs(
             continue
         # A run's device kind is its own (a GPU job's runs are collected on a CPU login node).
         current = expected[key] | {"device_kind": done.get("device_kind", expected[key]["device_kind"])}
+        meta = metas[variant.prepared(prepared_root)]
         if done.get("config_hash") != config_hash(current):
-            named = (study.data_label(dataset, label_noise), model, seed)
-            stale.append(f"{directory} ({why_stale(directory, done, named, current, metas[dataset])})")
+            named = (variant.dataset, model, seed)
+            stale.append(f"{directory} ({why_stale(directory, done, named, current, meta)})")
             continue
-        summary = {k: v for k, v in done.items() if k != "final"} | {
-            "source_dataset": dataset,
-            "label_noise": label_noise,
-            "pixels": study.pixels,
+        own = {columns[k]: v for k, v in variant.values.items()}
+        summary = {k: v for k, v in done.items() if k not in ("final", "axes")} | {
+            "dataset": variant.label,
+            "source_dataset": variant.dataset,
+            **own,
+            "prepared": variant.prepared(prepared_root).as_posix(),
+            "run_dir": key.as_posix(),
             "status": done.get("status", "complete"),
         }
         if summary["status"] == "diverged":
             diverged.append(summary)
             continue
-        epochs.append(pd.read_csv(directory / METRICS))
+        metrics = pd.read_csv(directory / METRICS).assign(dataset=variant.label)
+        epochs.append(metrics.assign(**own))
         runs.append(summary)
     if missing:
         raise ConfigError(
@@ -240,8 +273,8 @@ def median_run(group: pd.DataFrame) -> pd.Series:
 def median_runs(run_table: pd.DataFrame, runs_root: Path):
     """(dataset, model, seed, run dir) of the median run of each (dataset, model)."""
     for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
-        seed = int(median_run(group).seed)
-        yield dataset, model, seed, run_dir(runs_root, dataset, model, seed)
+        run = median_run(group)
+        yield dataset, model, int(run.seed), runs_root / run.run_dir
 
 
 def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.DataFrame:
@@ -267,10 +300,10 @@ def median_seed_predictions(run_table: pd.DataFrame, runs_root: Path) -> pd.Data
 
 
 def copy_feature_maps(run_table: pd.DataFrame, runs_root: Path, out: Path) -> pd.DataFrame:
-    """The median seed's conv feature maps per (dataset, model) on the real data (no control),
-    copied to ``out``; returns the index (dataset, model, seed, file) that says whose each file is."""
+    """The median seed's conv feature maps per (dataset, model) on real data (no control drew labels
+    or pixels), copied to ``out``; returns the index (dataset, model, seed, file) of the files."""
     rows = []
-    real_data = run_table[run_table.dataset == run_table.source_dataset]
+    real_data = run_table[(run_table.labels_drawn == 0) & (run_table.pixels == "none")]
     for dataset, model, seed, directory in median_runs(real_data, runs_root):
         if (directory / FEATURE_MAPS).exists():
             name = f"{dataset}__{model}__seed={seed}.npz"
@@ -279,20 +312,22 @@ def copy_feature_maps(run_table: pd.DataFrame, runs_root: Path, out: Path) -> pd
     return pd.DataFrame(rows, columns=KEYS + ["file"])
 
 
-def read_metas(study: Study, prepared_root: Path) -> dict[str, dict]:
-    """meta.json of each prepared dataset of the study."""
+def read_metas(study: Study, prepared_root: Path) -> dict[Path, dict]:
+    """meta.json of each prepared data variant of the study, by its directory."""
     metas = {}
-    for dataset in study.datasets:
-        meta_file = prepared_root / dataset / "meta.json"
+    for variant in variants(study):
+        meta_file = layout.meta_file(variant.prepared(prepared_root))
         if not meta_file.exists():
             raise ConfigError(f"{meta_file} not found: run `dvc repro` (or the prepare stage) first")
-        metas[dataset] = json.loads(meta_file.read_text())
+        metas[meta_file.parent] = json.loads(meta_file.read_text())
     return metas
 
 
-def class_counts(metas: dict[str, dict]) -> pd.DataFrame:
+def class_counts(study: Study, metas: dict[Path, dict], prepared_root: Path) -> pd.DataFrame:
+    """Examples per class and split of each variant's prepared data (``dataset``: the variant's label)."""
     rows = []
-    for dataset, meta in metas.items():
+    for variant in variants(study):
+        dataset, meta = variant.label, metas[variant.prepared(prepared_root)]
         for split, counts in meta["class_counts"].items():
             rows += [
                 {"dataset": dataset, "split": split, "class": name, "count": int(n)}
@@ -317,8 +352,8 @@ def collect(
     study = load_study(params_file)
     metas = read_metas(study, Path(prepared_root))
     params = yaml.safe_load(Path(params_file).read_text())
-    expected = expected_identities(study, params, metas)
-    epochs, runs, diverged = read_runs(study, Path(runs_root), expected, metas)
+    expected = expected_identities(study, params, metas, Path(prepared_root))
+    epochs, runs, diverged = read_runs(study, Path(runs_root), expected, metas, Path(prepared_root))
     epochs = add_derived(epochs).sort_values(["dataset", "model", "seed", "epoch"]).reset_index(drop=True)
     out = Path(out_dir)
     parquet = io.BytesIO()
@@ -329,10 +364,11 @@ def collect(
     # runs.csv lists diverged runs too (status, diverged_epoch; no final metrics); nothing else has them.
     atomic_write_text(out / "runs.csv", _csv(pd.concat([run_table, diverged], ignore_index=True)))
     atomic_write_json(out / "summary.json", metrics_summary(run_table))
+    atomic_write_json(out / "axes.json", {axes.column(k, study.axes): k for k in study.axes})
     predictions = io.BytesIO()
     median_seed_predictions(run_table, Path(runs_root)).to_parquet(predictions, index=False)
     atomic_write_bytes(out / "predictions.parquet", predictions.getvalue())
-    atomic_write_text(out / "class_counts.csv", _csv(class_counts(metas)))
+    atomic_write_text(out / "class_counts.csv", _csv(class_counts(study, metas, Path(prepared_root))))
     with atomic_directory(out / "feature_maps") as maps_dir:
         maps = copy_feature_maps(run_table, Path(runs_root), maps_dir)
     atomic_write_text(out / "feature_maps.csv", _csv(maps))

@@ -1,7 +1,8 @@
 """Stage ``prepare``: raw dataset -> data/prepared/<dataset>/ (train/val/test splits).
 
 Deterministic: the same params give byte-identical ``.npy`` files, ``manifest.csv`` and
-``meta.json`` (whose ``data_version`` hash the training runs record).
+``meta.json`` (whose ``data_version`` hash the training runs record); the file names are
+``data/layout.py``.
 
     python -m overfitlab.prepare dataset=fashion_mnist prepare.train_size=500
 """
@@ -18,7 +19,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .checks import int_value, is_int, is_number
-from .data import image_folder
+from .data import image_folder, layout
 from .data.datasets import RawDataset, load_raw
 from .data.splits import stratified_sample
 from .errors import exit_on_config_error, require
@@ -156,11 +157,11 @@ def write_prepared(
     with atomic_directory(out_dir) as tmp:
         for split in arrays:
             images, labels = arrays[split]
-            np.save(tmp / f"{split}_images.npy", np.ascontiguousarray(images, dtype=np.uint8))
-            np.save(tmp / f"{split}_labels.npy", np.ascontiguousarray(labels, dtype=np.int64))
+            np.save(layout.images_file(tmp, split), np.ascontiguousarray(images, dtype=np.uint8))
+            np.save(layout.labels_file(tmp, split), np.ascontiguousarray(labels, dtype=np.int64))
         buffer = io.StringIO()
         manifest.to_csv(buffer, index_label="example")
-        (tmp / "manifest.csv").write_text(buffer.getvalue())
+        layout.manifest_file(tmp).write_text(buffer.getvalue())
         images = arrays["train"][0]
         meta = {
             "dataset": cfg.dataset.name,
@@ -172,15 +173,15 @@ def write_prepared(
                 s: np.bincount(arrays[s][1], minlength=len(class_names)).tolist() for s in arrays
             },
             "prepare": OmegaConf.to_container(cfg.prepare, resolve=True),
-            "data_version": sha256_files(sorted(tmp.glob("*.npy")) + [tmp / "manifest.csv"])[:16],
+            "data_version": sha256_files(layout.versioned_files(tmp))[:16],
         }
         if facts is not None:
             skipped = pd.DataFrame(facts["skipped"], columns=["file", "reason"])
-            (tmp / "skipped.csv").write_text(skipped.to_csv(index=False))
+            layout.skipped_file(tmp).write_text(skipped.to_csv(index=False))
             dataset_config = OmegaConf.to_container(cfg.dataset, resolve=True)
             dataset_config.pop("workers")  # speed only: the output is the same for any count
             meta.update(facts, dataset_config=dataset_config)
-        atomic_write_json(tmp / "meta.json", meta)
+        atomic_write_json(layout.meta_file(tmp), meta)
     return meta
 
 
@@ -215,7 +216,7 @@ def prepare(cfg: DictConfig) -> dict:
         leak = facts["leakage"]
         print(
             f"  {facts['source_files']} source files; {len(unreadable)} skipped, "
-            f"{len(facts['skipped']) - len(unreadable)} ignored (list: {cfg.out_dir}/skipped.csv); "
+            f"{len(facts['skipped']) - len(unreadable)} ignored (list: {layout.skipped_file(cfg.out_dir)}); "
             f"background tiles dropped: {sum(facts['background_dropped'].values())}; leakage check: "
             f"{leak['shared_contents']} tile contents shared between splits"
         )
@@ -227,7 +228,15 @@ def prepare(cfg: DictConfig) -> dict:
 # params.yaml is read from the working directory (the study), conf/ from the project root.
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="prepare")
 def main(cfg: DictConfig) -> None:
-    prepare(cfg)
+    """One prepared variant per combination of the study's ``prepare.*`` axis values (one without)."""
+    from .axes import PREPARE, combinations
+
+    study_axes = OmegaConf.to_container(cfg.study.axes) if OmegaConf.select(cfg, "study.axes") else {}
+    for values in combinations({k: v for k, v in study_axes.items() if k.startswith(PREPARE)}):
+        variant = cfg.copy()
+        for key, value in values.items():
+            OmegaConf.update(variant, key, value, merge=False)
+        prepare(variant)
 
 
 if __name__ == "__main__":

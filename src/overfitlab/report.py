@@ -20,10 +20,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .analysis import plots  # noqa: F401  (registers the figures before render draws them)
 from .analysis.figures import ReportInputs, render
 from .analysis.page import render_html
 from .analysis.stats import pairwise
-from .analysis.tables import final_accuracy, noise_table, per_class_scores, summary_table
+from .analysis.tables import axis_table, final_accuracy, per_class_scores, summary_table
 from .errors import exit_on_config_error
 from .files import atomic_write_bytes, atomic_write_text
 
@@ -42,17 +43,20 @@ def report(
     summary = summary_table(inputs.runs)
     tests = pairwise(final_accuracy(inputs.runs))
     scores = per_class_scores(inputs.predictions)
-    noise = noise_table(inputs.runs) if inputs.label_noise_varies else None
+    axis_tables = {
+        axis: axis_table(inputs.runs, axis, [a for a in inputs.varying_axes if a != axis])
+        for axis in inputs.varying_axes
+    }
     for name, table, float_format in (
         ("summary", summary, "%.4f"),
         ("comparisons", tests, "%.6g"),
         ("per_class_scores", scores, "%.6g"),
-        ("label_noise", noise, "%.4f"),
+        *((f"against_{axis}", table, "%.4f") for axis, table in axis_tables.items()),
     ):
-        if table is not None:
-            csv = table.to_csv(index=False, float_format=float_format)
-            atomic_write_text(out / "figures" / f"{name}.csv", csv)
-    atomic_write_text(out / "index.html", render_html(inputs, figures, summary, tests, scores, noise))
+        csv = table.to_csv(index=False, float_format=float_format)
+        atomic_write_text(out / "figures" / f"{name}.csv", csv)
+    page = render_html(inputs, figures, summary, tests, scores, axis_tables)
+    atomic_write_text(out / "index.html", page)
     print(f"report: {out / 'index.html'} ({len(figures)} figures)", file=sys.stderr)
     return out / "index.html"
 

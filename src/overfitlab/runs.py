@@ -1,11 +1,18 @@
 """The run record: one home for what a run is on disk.
 
-A run is keyed by (data label, model, seed) and the hash of everything that defines its numbers
-(``identity``). Its directory is ``<runs root>/<data label>/<model>/seed=<n>/`` (``run_dir``: the
-only place that spells it; ``conf/train.yaml`` reaches it through the ``run_dir`` resolver). It is
-complete only once ``done.json`` exists (written last) and names the current config hash. Its
-``metrics.csv`` has one row per epoch with the columns ``metric_columns`` orders: every column
-the module produced is kept, known ones first, so a new metric is never dropped.
+A run is keyed by (dataset, model, its study axis values, seed) and the hash of everything that
+defines its numbers (``identity``). Its directory is
+``<runs root>/<dataset>/<model>/[<axis>=<value>/...]seed=<n>/`` (``run_dir``: the only place that
+spells it; ``conf/train.yaml`` reaches it through the ``run_dir`` resolver). It is complete only
+once ``done.json`` exists (written last) and names the current config hash; ``done.json`` and
+``failed.json`` hold the records ``done_record`` and ``failed_record`` build. Its ``metrics.csv``
+has one row per epoch with the columns ``metric_columns`` orders: every column the module
+produced is kept, known ones first, so a new metric is never dropped.
+
+The identity's code part covers exactly the code a run's numbers depend on: the import closure
+of the numerics path (data variant, controls, fitting) and of the run's own model family
+(``numerics_code``), computed from the imports, never hand-listed. Orchestration (the Hydra
+entry point, tracking, console output, collect, report) is outside it, and so is this module.
 """
 
 from __future__ import annotations
@@ -13,9 +20,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from .files import atomic_write_json, sha256_json
+from .imports import closure
 
 DONE = "done.json"
 METRICS = "metrics.csv"
@@ -42,14 +52,17 @@ METRIC_ORDER = [
 ]
 
 PACKAGE = Path(__file__).resolve().parent
-# The source files whose content decides a run's numbers (the train stage's code deps in dvc.yaml
-# are checked against what it imports: tests/test_stage_deps.py).
-TRAINING_CODE = ["__init__.py", "train.py", "runs.py", "training", "data/datasets.py", "data/controls.py"]
+FAILED = "failed.json"
+# The entry points of the numerics: what turns a prepared dataset, a config and a seed into a run's
+# numbers. Their import closure, plus the run's model family, is the code a run's hash covers.
+NUMERICS = ("overfitlab.data.datasets", "overfitlab.data.controls", "overfitlab.training.fitting")
 
 
-def run_dir(runs_root: str | Path, data_label: str, model: str, seed: int) -> Path:
-    """``<runs_root>/<data label>/<model>/seed=<n>``: where a run's files live."""
-    return Path(runs_root) / data_label / model / f"seed={int(seed)}"
+def run_dir(runs_root: str | Path, dataset: str, model: str, axis_values: dict, seed: int) -> Path:
+    """``<runs_root>/<dataset>/<model>/[<axis>=<value>/...]seed=<n>``: where a run's files live."""
+    from .axes import dir_parts
+
+    return Path(runs_root, dataset, model, *dir_parts(axis_values), f"seed={int(seed)}")
 
 
 def extra_test_sets(columns) -> list[str]:
@@ -68,12 +81,17 @@ def metric_columns(columns) -> list[str]:
     )
 
 
-def training_code_files() -> list[Path]:
-    files = []
-    for entry in TRAINING_CODE:
-        path = PACKAGE / entry
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
-    return files
+def family_module(target: str) -> str | None:
+    """The module of a model family's ``_target_`` (``overfitlab.training.models.mlp.MLP`` ->
+    ``overfitlab.training.models.mlp``); None for a class outside the package."""
+    module = str(target).rsplit(".", 1)[0]
+    return module if module.startswith("overfitlab.") else None
+
+
+def numerics_code(model_target: str | None = None) -> list[Path]:
+    """The files a run's numbers depend on: the closure of ``NUMERICS`` and of its model family."""
+    family = family_module(model_target) if model_target else None
+    return closure([*NUMERICS, *([family] if family else [])])
 
 
 def code_fingerprint(source: str) -> str:
@@ -93,10 +111,11 @@ def code_fingerprint(source: str) -> str:
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
-def training_code_hash() -> str:
-    """One hash over the training code: each file's path (relative to the package) and code."""
+@cache
+def code_hash(model_target: str | None = None) -> str:
+    """One hash over ``numerics_code``: each file's path (relative to the package) and code."""
     digest = hashlib.sha256()
-    for path in training_code_files():
+    for path in numerics_code(model_target):
         digest.update(str(path.relative_to(PACKAGE)).encode())
         digest.update(code_fingerprint(path.read_text()).encode())
     return digest.hexdigest()[:16]
@@ -137,28 +156,81 @@ def device_kind(accelerator: str) -> str:
     return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
 
 
+def without_nulls(value):
+    """``value`` with every ``None`` entry of its mappings dropped, recursively: a new option whose
+    default ``null`` means "as before" leaves existing runs' identity (and hash) unchanged."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def identity(cfg, meta: dict) -> dict:
     """What defines a run's numbers (its hash keys the done-marker): the resolved run config's
-    dataset, controls, model, optimizer, trainer and seed, the prepared data's version, the training
-    code, the torch version and the device kind (a GPU or another torch gives other numbers)."""
+    dataset, controls, model, optimizer, trainer and seed, the prepared data's version, the code on
+    its numerics path (``numerics_code``), the torch version and the device kind (a GPU or another
+    torch gives other numbers). Null settings are left out (``without_nulls``)."""
     import torch
     from omegaconf import OmegaConf
 
     trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key in SPEED_ONLY_TRAINER_KEYS:
         trainer.pop(key, None)
-    return {
-        "dataset": cfg.dataset.name,
-        "data_version": meta["data_version"],
-        "control": OmegaConf.to_container(cfg.control, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
-        "trainer": trainer,
-        "seed": int(cfg.seed),
-        "training_code": training_code_hash(),
-        "torch": torch.__version__,
-        "device_kind": device_kind(str(cfg.trainer.accelerator)),
-    }
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return without_nulls(
+        {
+            "dataset": cfg.dataset.name,
+            "data_version": meta["data_version"],
+            "control": OmegaConf.to_container(cfg.control, resolve=True),
+            "model": model,
+            "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
+            "trainer": trainer,
+            "seed": int(cfg.seed),
+            "training_code": code_hash(str(model.get("net", {}).get("_target_", ""))),
+            "torch": torch.__version__,
+            "device_kind": device_kind(str(cfg.trainer.accelerator)),
+        }
+    )
+
+
+@dataclass
+class Run:
+    """One run of the current config: its axis values, directory and the hash that keys it."""
+
+    cfg: object  # the composed run config (DictConfig)
+    identity: dict
+    run_dir: Path
+    axis_values: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cfg, meta: dict) -> Run:
+        """The run of a composed run config (``conf/train.yaml``) on the prepared data of ``meta``."""
+        from .axes import run_values
+
+        return cls(cfg, identity(cfg, meta), Path(cfg.paths.run_dir), run_values(cfg))
+
+    @property
+    def key(self) -> str:
+        """``<dataset>/<model>/<axis>=<value>...``: the run without its seed."""
+        from .axes import dir_parts
+
+        return "/".join([self.cfg.dataset.name, self.cfg.model.name, *dir_parts(self.axis_values)])
+
+    @property
+    def label(self) -> str:
+        """``fashion_mnist mlp lr=0.1 seed=0``: the run in console lines and failure lists."""
+        from .axes import label
+
+        parts = [self.cfg.dataset.name, self.cfg.model.name, label(self.axis_values), f"seed={self.cfg.seed}"]
+        return " ".join(p for p in parts if p)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.identity)
+
+    def complete(self) -> bool:
+        return is_complete(self.run_dir, self.config_hash)
 
 
 def write_files(
@@ -191,3 +263,47 @@ def write_files(
         atomic_write_bytes(directory / FEATURE_MAPS, buffer.getvalue())
     if relabelled is not None:
         atomic_write_text(directory / TRAIN_LABELS, relabelled.to_csv(index=False))
+
+
+def done_record(run, fitted, table, wall: float, data_meta: dict, commit: str, noise_record: dict) -> dict:
+    """``done.json``'s content for a trained run: who it is, where its numbers came from (code,
+    config hash, data version, torch, device, machine) and its final metrics."""
+    from .machine import hardware
+
+    module = fitted.module
+    columns = metric_columns(table.columns)
+    final = table.iloc[-1] if len(table) else {}
+    record = {
+        "dataset": run.cfg.dataset.name,
+        "model": run.cfg.model.name,
+        "axes": run.axis_values,
+        "seed": int(run.cfg.seed),
+        "config_hash": run.config_hash,
+        "data_version": data_meta["data_version"],
+        "git_commit": commit,
+        "class_names": data_meta["class_names"],
+        "n_params": fitted.n_params,
+        "epochs": len(table),
+        "wall_time_s": round(wall, 3),
+        "device": fitted.device,
+        "torch": run.identity["torch"],
+        "device_kind": run.identity["device_kind"],
+        **hardware(),
+        **noise_record,
+        "pixels": str(run.cfg.control.pixels),
+        "final": {c: float(final[c]) for c in columns if c not in KEY_COLUMNS} if len(table) else {},
+    }
+    if module.diverged:
+        record |= {"status": "diverged", "diverged_epoch": module.diverged_epoch}
+    return record
+
+
+def failed_record(run, error: BaseException, traceback_text: str) -> dict:
+    """``failed.json``'s content: the run, its config hash and the error (the run is retried next time)."""
+    return {
+        "run": run.label,
+        "run_dir": str(run.run_dir),
+        "config_hash": run.config_hash,
+        "error": f"{type(error).__name__}: {error}",
+        "traceback": traceback_text,
+    }

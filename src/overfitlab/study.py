@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from omegaconf import OmegaConf
 
+from . import resolvers  # noqa: F401  (registers conf/'s resolvers for every entry point)
+from .axes import FIXED, SWEEP_AXES_ENV, combinations, override_value, sweep_overrides
+from .axes import parse as parse_axes
 from .checks import is_int
-from .data.controls import check, control_tag
 from .errors import ConfigError, exit_on_config_error, require
 from .runs import run_dir
 
@@ -40,20 +45,21 @@ def conf_dir() -> str:
 
 @dataclass(frozen=True)
 class Study:
+    """params.yaml's ``study:``: datasets x models x axes x seeds (``axes.py`` holds the axis rules)."""
+
     name: str
     datasets: list[str]
     models: list[str]
     seeds: list[int]
-    label_noise: list[float]  # one data variant per fraction (study.label_noise, else train.label_noise)
-    pixels: str = "none"
+    axes: dict = field(default_factory=dict)  # config key -> values (study.axes)
 
-    def data_label(self, dataset: str, label_noise: float) -> str:
-        """The name a run's data goes by: the dataset plus its controls (fashion_mnist+labels0.2)."""
-        return f"{dataset}{control_tag(label_noise, self.pixels)}"
+    def variants(self) -> list[dict]:
+        """Every combination of the axes' values ([{}] without axes)."""
+        return combinations(self.axes)
 
-    def run_dir(self, runs_root: Path, dataset: str, model: str, seed: int, label_noise: float) -> Path:
+    def run_dir(self, runs_root: Path, dataset: str, model: str, values: dict, seed: int) -> Path:
         """The run's directory: the layout is runs.run_dir's alone."""
-        return run_dir(runs_root, self.data_label(dataset, label_noise), model, seed)
+        return run_dir(runs_root, dataset, model, values, seed)
 
 
 def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | None = None) -> Study:
@@ -87,38 +93,70 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | N
             f"{params_file}: study.seeds has {seed!r}; seeds are non-negative integers",
         )
     require(len(set(seeds)) == len(seeds), f"{params_file}: study.seeds has duplicates: {seeds}")
-    train = params.get("train") or {}
-    pixels = train.get("pixels", "none")
-    label_noise = study.get("label_noise", [train.get("label_noise", 0.0)])
     require(
-        isinstance(label_noise, list) and label_noise,
-        f"{params_file}: study.label_noise must be a non-empty list of fractions, e.g. [0.0, 0.5, 1.0]",
+        "label_noise" not in study,
+        f"{params_file}: study.label_noise is now an axis like any other: write "
+        f"study.axes: {{train.label_noise: {study.get('label_noise')}}}",
     )
-    require(len(set(label_noise)) == len(label_noise), f"{params_file}: study.label_noise has duplicates")
-    key = (
-        f"{params_file}: study.label_noise" if "label_noise" in study else f"{params_file}: train.label_noise"
-    )
-    for p in label_noise:
-        check(p, pixels, noise_key=key)
-    return Study(
-        str(study["name"]),
-        list(study["datasets"]),
-        list(study["models"]),
-        list(seeds),
-        [float(p) for p in label_noise],
-        pixels,
-    )
+    axes = parse_axes(study.get("axes"), str(params_file))
+    return Study(str(study["name"]), list(study["datasets"]), list(study["models"]), list(seeds), axes)
 
 
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "trainer")
 
 
+def swept_keys(argv: list[str]) -> list[str]:
+    """The keys a command line sweeps (``key=a,b``, ``range(...)``, ...), in order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as exc:  # Hydra's own message, on one line
+        raise ConfigError(f"command line: {str(exc).splitlines()[0]}") from None
+    return [o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()]
+
+
+def check_axes(study: Study, conf_dir: Path, argv: list[str]) -> None:
+    """Each axis value composes with each model of the study (``model.width`` needs a model with a
+    width) and passes the run rules: a one-line error before anything trains."""
+    from hydra import compose, initialize_config_dir
+
+    from .run_rules import check_run_config
+
+    given = [a for a in argv if "=" in a and not a.startswith(("-", "hydra"))]
+    fixed = [a for a in given if a.partition("=")[0] not in (*study.axes, *FIXED) and not swept_keys([a])]
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir), job_name="preflight"):
+        for model, (key, values) in itertools.product(study.models, study.axes.items()):
+            for value in values:
+                override = f"{key}={override_value(value)}"
+                try:
+                    cfg = compose(
+                        "train", [f"dataset={study.datasets[0]}", f"model={model}", *fixed, override]
+                    )
+                except Exception as exc:
+                    raise ConfigError(
+                        f"params.yaml: study.axes.{key}={value!r} does not apply to model {model} "
+                        f"(conf/model/{model}.yaml): {str(exc).splitlines()[0]}"
+                    ) from None
+                require(
+                    OmegaConf.select(cfg, key, throw_on_missing=False) is not None or value is None,
+                    f"params.yaml: study.axes.{key}: the run config has no key {key} (model {model})",
+                )
+                check_run_config(cfg)
+
+
 @exit_on_config_error
-def preflight(argv: list[str]) -> None:
-    """Check params.yaml's study and the ``group=name[,name...]`` overrides before Hydra starts,
-    so a typo is one line naming the key and the allowed values, not a Hydra traceback."""
+def preflight(argv: list[str]) -> list[str]:
+    """Check params.yaml's study and the command line before Hydra starts, so a typo is one line naming
+    the key and the allowed values, not a Hydra traceback; returns the command line to run.
+
+    In a multirun the study's axes become sweep overrides, and a key the command line sweeps that is
+    not a study axis becomes an axis of this sweep (``axes.SWEEP_AXES_ENV``): no two jobs of a sweep
+    share a run directory. A sweep over a config group other than dataset and model is refused.
+    """
     conf_dir = project_root() / "conf"
-    load_study(conf_dir=conf_dir)
+    study = load_study(conf_dir=conf_dir)
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in CONFIG_GROUPS:
@@ -126,3 +164,17 @@ def preflight(argv: list[str]) -> None:
         allowed = sorted(p.stem for p in (Path(conf_dir) / key).glob("*.yaml"))
         for name in value.split(","):
             require(name in allowed, f"{key}={name!r} is not in conf/{key}/; allowed: {allowed}")
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    swept = swept_keys(argv)
+    for key in swept:
+        require(
+            key in ("dataset", "model") or key not in CONFIG_GROUPS,
+            f"{key}=...: a sweep over conf/{key}/ would put its runs in one directory; run one sweep "
+            f"(or one study) per {key}, or sweep the keys that differ (e.g. train.lr)",
+        )
+    own = [k for k in swept if k not in FIXED and k not in study.axes and not k.startswith("hydra")]
+    os.environ[SWEEP_AXES_ENV] = ",".join(own)
+    argv = [*argv, *sweep_overrides(study.axes, argv)]
+    check_axes(study, conf_dir, argv)
+    return argv

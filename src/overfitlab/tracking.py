@@ -4,7 +4,9 @@ The default store is the SQLite file ``mlflow.db`` at the project root (absolute
 all studies (``studies/<name>/`` included);
 ``MLFLOW_TRACKING_URI`` points it elsewhere (a team's tracking server: scripts/mlflow-server.sh).
 The database and the experiment are created by the sweep callback before any job starts, so
-parallel jobs never race to create them.
+parallel jobs never race to create them; studies started at once take turns through a file lock
+next to a SQLite store (``mlflow.db.lock``), since MLflow creates a fresh database's tables on
+first open and concurrent creations collide.
 
 The experiment is tagged as model training (``mlflow.experimentKind``) and each run logs the data
 it trains on as an MLflow dataset input, so MLflow 3's UI shows training runs with a Dataset
@@ -13,6 +15,7 @@ column rather than its GenAI views.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +26,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .machine import hardware
 from .study import project_root
 
 PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
@@ -49,20 +53,59 @@ def client_for(cfg: DictConfig):
 
     uri = tracking_uri(cfg.mlflow.tracking_uri)
     mlflow.set_tracking_uri(uri)
-    client = RetryingClient(MlflowClient(uri))
-    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
-    if experiment is None:
-        location = None
-        if uri.startswith("sqlite:"):
-            location = (project_root() / "mlartifacts").as_uri()
-        experiment_id = client.create_experiment(
-            cfg.mlflow.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
-        )
-    else:
-        experiment_id = experiment.experiment_id
-        if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag; a user's choice stays
-            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    with store_lock(uri):  # MlflowClient opens the store: a fresh database gets its tables here
+        client = RetryingClient(MlflowClient(uri))
+        experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+        if experiment is None:
+            location = None
+            if uri.startswith("sqlite:"):
+                location = (project_root() / "mlartifacts").as_uri()
+            experiment_id = client.create_experiment(
+                cfg.mlflow.experiment, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+            )
+        else:
+            experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND_TAG not in experiment.tags:  # created before the tag; a user's choice stays
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return client, experiment_id
+
+
+def _store_lock_path(uri: str) -> Path | None:
+    """The lock file of a local SQLite store, ``<database>.lock`` beside it; None for other stores
+    (a tracking server, PostgreSQL, an in-memory database), whose server serializes creation."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not database or database == ":memory:":
+        return None
+    return Path(f"{database}.lock")
+
+
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """Hold an inter-process lock (``flock``) on a local SQLite store's lock file while opening it.
+
+    MLflow runs its schema migrations on the first open of a fresh database, unguarded: processes
+    opening one at once (two studies started together) collide ("table ... already exists",
+    "duplicate column name") and one fails. Other stores, and places where no lock file can be
+    written (no ``fcntl``, a read-only directory), go without the lock.
+    """
+    path = _store_lock_path(uri)
+    try:
+        import fcntl
+
+        handle = open(path, "a") if path is not None else None  # closed below
+    except (ImportError, OSError):
+        handle = None
+    if handle is None:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class SweepParentRun(Callback):
@@ -144,9 +187,11 @@ def dataset_of(cfg: DictConfig, meta: dict) -> dict:
     """The data a run trains on, for ``RunLogger(dataset=...)``: from its config and the prepared
     data's meta.json. The name includes any randomization control (fashion_mnist+labels0.2), since
     the run sees other labels; the digest is the prepared data's ``data_version``."""
+    from .data.controls import control_tag
+
     size = int(meta["image_size"])
     return {
-        "name": str(cfg.data_label),
+        "name": cfg.dataset.name + control_tag(cfg.control.label_noise, cfg.control.pixels),
         "digest": str(meta["data_version"]),
         "source": str(Path(cfg.paths.prepared).resolve()),
         "splits": {split: int(n) for split, n in meta["counts"].items()},
@@ -257,6 +302,8 @@ class RunLogger:
         parent = os.environ.get(PARENT_RUN_ENV)
         if parent:
             tags = {**tags, "mlflow.parentRunId": parent}
+        # What it ran on (tags cpu_model, gpu): the runs of a study compared across machines.
+        tags = {**{k: v for k, v in hardware().items() if v}, **tags}
         self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
         params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
         for start in range(0, len(params), 100):

@@ -5,6 +5,10 @@ a matplotlib figure, or a dict ``{key: figure}`` for one image per key (named ``
 ``@figure(name, caption, when)`` registers it: the name is the PNG's file name and the image's
 ``alt``, the caption goes under it in the page, ``when(inputs)`` says whether the study has what
 the figure shows (default: always). Figures appear in the order they are registered.
+
+The figures register themselves when ``analysis/plots.py`` is imported; this module never imports
+it (plots imports the registry from here), so whoever draws them imports plots first, as the
+report stage does.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..data import layout
 from ..errors import require
 from ..runs import extra_test_sets
 from . import tables
@@ -31,6 +36,7 @@ INPUT_FILES = [
     "class_counts.csv",
     "feature_maps.csv",
     "feature_maps",
+    "axes.json",
 ]
 
 
@@ -45,6 +51,7 @@ class ReportInputs:
     feature_maps: pd.DataFrame  # dataset, model, seed, path: whose conv feature maps each file holds
     prepared_root: Path
     diverged: pd.DataFrame  # runs whose loss became NaN/inf: listed, left out of every statistic
+    axes: dict = field(default_factory=dict)  # the study's axes: column in runs.csv -> config key
 
     @classmethod
     def load(cls, metrics_dir: Path, prepared_root: Path) -> ReportInputs:
@@ -65,6 +72,7 @@ class ReportInputs:
             counts=pd.read_csv(metrics_dir / "class_counts.csv"),
             feature_maps=maps,
             prepared_root=prepared_root,
+            axes=json.loads((metrics_dir / "axes.json").read_text()),
         )
 
     @cached_property
@@ -80,21 +88,30 @@ class ReportInputs:
     def n_classes(self) -> dict[str, int]:
         return self.counts.groupby("dataset")["class"].nunique().to_dict()
 
+    def prepared(self, dataset: str) -> Path:
+        """The prepared data directory of a dataset (variant) of the tables."""
+        runs = pd.concat([self.runs, self.diverged], ignore_index=True)
+        if "prepared" in runs:
+            rows = runs.loc[runs["dataset"] == dataset, "prepared"]
+            if len(rows):
+                return Path(rows.iloc[0])
+        return self.prepared_root / dataset
+
     @cached_property
     def image_folders(self) -> dict[str, dict]:
         """meta.json of each image-folder dataset of the study (skipped files, leakage check, ...)."""
         metas = {}
         for dataset in dict.fromkeys(self.counts["dataset"]):
-            meta_file = self.prepared_root / dataset / "meta.json"
+            meta_file = layout.meta_file(self.prepared(dataset))
             meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
             if meta.get("loader") == "image_folder":
                 metas[dataset] = meta
         return metas
 
     @property
-    def label_noise_varies(self) -> bool:
-        """The study has label noise as an axis (study.label_noise)."""
-        return self.runs["label_noise"].nunique() > 1
+    def varying_axes(self) -> list[str]:
+        """The study's axes (their runs.csv columns) with more than one value."""
+        return [c for c in self.axes if c in self.runs and self.runs[c].nunique(dropna=False) > 1]
 
 
 def always(inputs: ReportInputs) -> bool:
@@ -138,13 +155,12 @@ def png(fig) -> bytes:
 
 
 def render(inputs: ReportInputs) -> list[Rendered]:
-    """Every registered figure whose ``when`` holds, drawn and encoded as PNG, in registry order."""
+    """Every registered figure whose ``when`` holds, drawn and encoded as PNG, in registry order
+    (import ``analysis.plots`` first: it registers the report's figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from . import plots  # noqa: F401  (registers the figures)
 
     rendered = []
     for spec in REGISTRY.values():

@@ -105,30 +105,28 @@ def tests_html(df: pd.DataFrame) -> str | None:
     return _html(shown[cols].rename(columns={"a": "A", "b": "B"}))
 
 
-def noise_html(df: pd.DataFrame | None) -> str | None:
-    if df is None:
-        return None
-    names = {
-        "label_noise": "p (random labels)",
-        "test_acc_mean": "test acc (%)",
-        "train_clean_acc_mean": "train acc, kept labels (%)",
-        "train_corrupted_acc_mean": "train acc, random labels (%)",
-        "fit_epoch_median": "epochs to fit 99 % (median)",
-        "seeds_fitted": "seeds fitted",
-    }
-    cols = [
-        "dataset",
-        "model",
-        "label_noise",
-        "seeds",
-        "test_acc_mean",
-        "train_clean_acc_mean",
-        "train_corrupted_acc_mean",
-        "fit_epoch_median",
-        "seeds_fitted",
-        "epochs",
-    ]
-    return _html(df[cols].rename(columns=names), float_format=lambda v: f"{v:.2f}", na_rep="–")
+AXIS_COLUMNS = {
+    "test_acc_mean": "test acc (%)",
+    "test_acc_ci_low": "95 % CI low",
+    "test_acc_ci_high": "95 % CI high",
+    "train_acc_mean": "train acc (%)",
+    "gap_mean": "gap (points)",
+    "train_clean_acc_mean": "train acc, kept labels (%)",
+    "train_corrupted_acc_mean": "train acc, changed labels (%)",
+    "fit_epoch_median": "epochs to fit 99 % (median)",
+    "seeds_fitted": "seeds fitted",
+}
+
+
+def axis_html(tables: dict[str, pd.DataFrame]) -> list[dict]:
+    """One table per varying axis: the final numbers per value (``tables.axis_table``)."""
+    shown = []
+    for axis, df in tables.items():
+        if df["train_corrupted_acc_mean"].isna().all():
+            df = df.drop(columns=["train_clean_acc_mean", "train_corrupted_acc_mean"])
+        html = _html(df.rename(columns=AXIS_COLUMNS), float_format=lambda v: f"{v:.2f}", na_rep="–")
+        shown.append({"axis": axis, "html": html})
+    return shown
 
 
 def image_folder_sections(metas: dict[str, dict]) -> list[dict]:
@@ -154,6 +152,7 @@ PROVENANCE = [
     "dataset",
     "model",
     "seed",
+    "run_dir",
     "final_test_acc",
     "final_train_acc",
     "best_val_epoch",
@@ -163,6 +162,7 @@ PROVENANCE = [
     "git_commit",
     "data_version",
     "config_hash",
+    "cpu_model",
     "mlflow_run_id",
 ]
 
@@ -176,7 +176,7 @@ def render_html(
     summary: pd.DataFrame,
     tests: pd.DataFrame,
     scores: pd.DataFrame,
-    noise: pd.DataFrame | None = None,
+    axis_tables: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -198,7 +198,7 @@ def render_html(
         summary=summary_html(summary),
         oracle=ORACLE,
         tests=tests_html(tests),
-        noise=noise_html(noise),
+        axis_tables=axis_html(axis_tables or {}),
         image_folders=image_folder_sections(inputs.image_folders),
         figures=[
             {"name": f.name, "caption": f.caption, "data": base64.b64encode(f.png).decode()} for f in figures

@@ -9,12 +9,15 @@ a test. Nothing else changes: the report stage draws every registered figure, wr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from ..data import layout
 from .figures import ReportInputs, figure
 from .stats import pairwise
-from .tables import confusion, curve_bands, final_accuracy, noise_table, percent
+from .tables import axis_table, confusion, curve_bands, final_accuracy, is_geometric, percent
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
@@ -232,7 +235,7 @@ def _gray_or_color(image: np.ndarray) -> str | None:
 def prediction_grid(inputs: ReportInputs):
     """The first test images with each model's prediction and confidence: green right, red wrong.
 
-    Controlled variants (``dataset+...``) show their base dataset's images, before any control.
+    Controlled variants show their prepared data's images, before any control.
     """
     import matplotlib.pyplot as plt
 
@@ -242,7 +245,7 @@ def prediction_grid(inputs: ReportInputs):
         len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 2.1 * len(panels)), squeeze=False
     )
     for row, (dataset, model) in enumerate(panels):
-        images = np.load(inputs.prepared_root / dataset.split("+")[0] / "test_images.npy", mmap_mode="r")
+        images = np.load(layout.images_file(inputs.prepared(dataset), "test"), mmap_mode="r")
         shown = predictions[(predictions.dataset == dataset) & (predictions.model == model)]
         shown = shown.sort_values("index")
         for col, p in enumerate(shown.head(GRID_IMAGES).itertuples()):
@@ -272,11 +275,12 @@ def class_balance(inputs: ReportInputs):
     import seaborn as sns
 
     counts = inputs.counts
-    datasets = list(dict.fromkeys(counts["dataset"]))
+    by_data = {inputs.prepared(d): d for d in reversed(list(dict.fromkeys(counts["dataset"])))}
+    datasets = list(reversed(by_data.values()))  # one panel per prepared data (variants share it)
     fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 3.6), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         sns.barplot(data=counts[counts.dataset == dataset], x="class", y="count", hue="split", ax=ax)
-        ax.set(title=f"{dataset}: examples per class and split", xlabel="")
+        ax.set(title=f"{inputs.prepared(dataset)}: examples per class and split", xlabel="")
         ax.tick_params(axis="x", rotation=30, labelsize=8)
     fig.tight_layout()
     return fig
@@ -285,14 +289,14 @@ def class_balance(inputs: ReportInputs):
 MAPS_SHOWN = 8  # channels shown per convolution in the feature-map figure
 
 
-def _one_feature_map_figure(dataset: str, model: str, seed: int, maps_file, prepared_root):
+def _one_feature_map_figure(dataset: str, model: str, seed: int, maps_file, prepared: Path):
     """One row per convolution call: the test image, then its first channels' outputs."""
     import matplotlib.pyplot as plt
 
     with np.load(maps_file) as npz:
         image_index = int(npz["image_index"])
         layers = {name: npz[name].astype(np.float32) for name in sorted(npz.files) if name != "image_index"}
-    images = np.load(prepared_root / dataset / "test_images.npy", mmap_mode="r")
+    images = np.load(layout.images_file(prepared, "test"), mmap_mode="r")
     image = images[image_index].transpose(1, 2, 0)
     fig, axes = plt.subplots(
         len(layers), MAPS_SHOWN + 1, squeeze=False, figsize=(1.3 * (MAPS_SHOWN + 1), 1.45 * len(layers))
@@ -325,65 +329,86 @@ def feature_maps(inputs: ReportInputs):
     """One figure per CNN (median seed), named by whose maps they are."""
     return {
         f"{m.dataset}__{m.model}__seed={m.seed}": _one_feature_map_figure(
-            m.dataset, m.model, m.seed, m.path, inputs.prepared_root
+            m.dataset, m.model, m.seed, m.path, inputs.prepared(m.dataset)
         )
         for m in inputs.feature_maps.itertuples()
     }
 
 
+def _axis_positions(values: list) -> tuple[dict, bool]:
+    """Where each value of an axis goes on the x axis: itself (numbers; ``log`` when geometric) or
+    its rank (strings, lists)."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if numeric:
+        return {v: float(v) for v in values}, is_geometric(values)
+    return {v: i for i, v in enumerate(values)}, False
+
+
 @figure(
-    "label_noise",
-    when=lambda inputs: inputs.label_noise_varies,
-    caption="The randomization test (Zhang et al. 2017): final test (solid, 95 % t-interval of the mean) and "
-    "training (dashed) accuracy, and the epochs needed to fit 99 % of the training labels, "
-    "against the fraction p of training labels replaced by random ones (dotted: chance; "
-    "hollow points: seeds that never fitted within the epoch budget).",
+    "against_axis",
+    when=lambda inputs: bool(inputs.varying_axes),
+    caption="The study's question against each axis: final test accuracy (solid, 95 % t-interval of the "
+    "mean; points: seeds) and training accuracy (dashed), the generalization gap, and the epochs needed to "
+    "fit 99 % of the training labels (hollow: seeds that never fitted within the epoch budget), one line "
+    "per model; one row per dataset and value of the other axes. Dotted: chance.",
 )
-def label_noise(inputs: ReportInputs):
-    """Final accuracy and time to fit against the fraction of random labels, one line per model."""
+def against_axis(inputs: ReportInputs):
+    """One figure per varying axis (a log x axis where the values are geometric, e.g. learning rates)."""
     import matplotlib.pyplot as plt
 
-    runs, table = inputs.runs, noise_table(inputs.runs)
-    datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 4 * len(datasets)), squeeze=False)
-    colors = dict(zip(dict.fromkeys(table["model"]), plt.get_cmap("tab10").colors, strict=False))
-    for (ax_acc, ax_fit), dataset in zip(axes, datasets, strict=True):
-        for model, t in table[table.dataset == dataset].groupby("model", sort=False):
-            c = colors[model]
-            ax_acc.plot(t.label_noise, t.test_acc_mean, "o-", color=c, label=f"{model}: test")
-            ax_acc.fill_between(
-                t.label_noise, t.test_acc_ci_low, t.test_acc_ci_high, color=c, alpha=0.15, linewidth=0
+    runs, figures = inputs.runs, {}
+    for axis in inputs.varying_axes:
+        others = [a for a in inputs.varying_axes if a != axis]
+        table = axis_table(runs, axis, others)
+        rows = table[["dataset", *others]].drop_duplicates().values.tolist()
+        values = sorted(runs[axis].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+        where, log = _axis_positions(values)
+        fig, axes = plt.subplots(len(rows), 3, figsize=(15, 3.9 * len(rows)), squeeze=False)
+        colors = dict(zip(dict.fromkeys(table["model"]), plt.get_cmap("tab10").colors, strict=False))
+        for (ax_acc, ax_gap, ax_fit), row in zip(axes, rows, strict=True):
+            here = dict(zip(["dataset", *others], row, strict=True))
+            mask = np.logical_and.reduce([table[k] == v for k, v in here.items()])
+            in_row = np.logical_and.reduce(
+                [runs["source_dataset" if k == "dataset" else k] == v for k, v in here.items()]
             )
-            ax_acc.plot(t.label_noise, t.train_acc_mean, "s--", color=c, alpha=0.7, label=f"{model}: train")
-            r = runs[(runs.source_dataset == dataset) & (runs.model == model)]
-            ax_acc.scatter(r.label_noise, 100 * r.final_test_acc, color=c, s=10, alpha=0.5)
-            # Seeds that never fit the training set are drawn one epoch past the budget, hollow.
-            never = r.epochs.max() + 1
-            fit = r.fit_epoch.fillna(never)
-            ax_fit.plot(t.label_noise, t.fit_epoch_median, "o-", color=c, label=model)
-            never_fit = r.fit_epoch.isna()
-            ax_fit.scatter(r.label_noise[~never_fit], fit[~never_fit], s=18, color=c, alpha=0.7)
-            ax_fit.scatter(
-                r.label_noise[never_fit], fit[never_fit], s=18, facecolors="none", edgecolors=[c], alpha=0.7
-            )
-            ax_fit.axhline(never, color="#999", linestyle=":", linewidth=0.8)
-        ax_acc.axhline(100 / inputs.n_classes[dataset], color="#999", linestyle=":", linewidth=0.8)
-        ax_acc.set(
-            title=f"{dataset}: final accuracy vs random-label fraction",
-            xlabel="fraction of training labels made random (p)",
-            ylabel="accuracy (%)",
-        )
-        ax_fit.set(
-            title=f"{dataset}: time to fit the training set (99 %)",
-            xlabel="p",
-            ylabel="epochs (dotted line: never fitted)",
-        )
-        ax_acc.legend(fontsize=7, ncol=2)
-        ax_fit.legend(fontsize=7)
-        for ax in (ax_acc, ax_fit):
-            ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+            for model, t in table[mask].groupby("model", sort=False):
+                c, x = colors[model], t[axis].map(where)
+                ax_acc.plot(x, t.test_acc_mean, "o-", color=c, label=f"{model}: test")
+                ax_acc.fill_between(
+                    x, t.test_acc_ci_low, t.test_acc_ci_high, color=c, alpha=0.15, linewidth=0
+                )
+                ax_acc.plot(x, t.train_acc_mean, "s--", color=c, alpha=0.7, label=f"{model}: train")
+                ax_gap.plot(x, t.gap_mean, "o-", color=c, label=model)
+                r = runs[in_row & (runs.model == model)]
+                ax_acc.scatter(r[axis].map(where), 100 * r.final_test_acc, color=c, s=10, alpha=0.5)
+                # Seeds that never fit the training set are drawn one epoch past the budget, hollow.
+                never = r.epochs.max() + 1
+                fit, never_fit = r.fit_epoch.fillna(never), r.fit_epoch.isna()
+                ax_fit.plot(x, t.fit_epoch_median, "o-", color=c, label=model)
+                rx = r[axis].map(where)
+                ax_fit.scatter(rx[~never_fit], fit[~never_fit], s=18, color=c, alpha=0.7)
+                ax_fit.scatter(
+                    rx[never_fit], fit[never_fit], s=18, facecolors="none", edgecolors=[c], alpha=0.7
+                )
+                ax_fit.axhline(never, color="#999", linestyle=":", linewidth=0.8)
+            chance = 100 / inputs.n_classes.get(runs.loc[in_row, "dataset"].iloc[0], 10)
+            ax_acc.axhline(chance, color="#999", linestyle=":", linewidth=0.8)
+            where_text = " ".join(f"{k}={v}" for k, v in here.items() if k != "dataset")
+            name = f"{here['dataset']}" + (f" ({where_text})" if where_text else "")
+            ax_acc.set(title=f"{name}: final accuracy", ylabel="accuracy (%)")
+            ax_gap.set(title=f"{name}: train − test accuracy", ylabel="gap (points)")
+            ax_fit.set(title=f"{name}: time to fit (99 %)", ylabel="epochs (dotted: never fitted)")
+            for ax in (ax_acc, ax_gap, ax_fit):
+                ax.set_xlabel(f"{axis} ({inputs.axes.get(axis, axis)})")
+                if log:
+                    ax.set_xscale("log")
+                elif not isinstance(next(iter(where.values())), float):
+                    ax.set_xticks(list(where.values()), [str(v) for v in where], rotation=20)
+                ax.grid(alpha=0.3)
+            ax_acc.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        figures[axis] = fig
+    return figures
 
 
 SAMPLE_TILES = 8  # training tiles shown per class
@@ -405,13 +430,13 @@ def sample_tiles(inputs: ReportInputs):
         len(rows), SAMPLE_TILES, figsize=(1.1 * SAMPLE_TILES, 1.25 * len(rows)), squeeze=False
     )
     for row, (dataset, label) in enumerate(rows):
-        manifest = pd.read_csv(prepared_root / dataset / "manifest.csv")
+        manifest = pd.read_csv(layout.manifest_file(prepared_root / dataset))
         train = manifest[manifest["split"] == "train"].reset_index(drop=True)  # row i = image i
         plain = train[(train["label"] == label) & (train["rotation"] == 0) & (train["flip"] == "none")]
         plain = plain.sort_values(["source", "top", "left"])
         spread = plain.groupby("source").cumcount().rename("k")  # round-robin over the sources
         chosen = plain.assign(k=spread).sort_values(["k", "source"]).head(SAMPLE_TILES).index
-        images = np.load(prepared_root / dataset / "train_images.npy", mmap_mode="r")
+        images = np.load(layout.images_file(prepared_root / dataset, "train"), mmap_mode="r")
         for col, ax in enumerate(axes[row]):
             ax.set_xticks([]), ax.set_yticks([])
             if col < len(chosen):

@@ -133,29 +133,35 @@ def per_class_scores(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, model, label-noise fraction p): the randomization test's numbers (percent).
+def is_geometric(values) -> bool:
+    """Positive numbers spanning at least a factor of 10 (learning rates, widths, sizes): a log axis."""
+    numbers = pd.to_numeric(pd.Series(list(values)), errors="coerce")
+    return bool(numbers.notna().all() and (numbers > 0).all() and numbers.max() >= 10 * numbers.min())
 
-    Test accuracy with the 95 % t-interval of its mean, final training accuracy on the kept and on the
-    replaced labels, and the time to fit (median epoch over the seeds that reached 99 %).
-    """
+
+def axis_table(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.DataFrame:
+    """Per (dataset, the other axes' values, model, value of ``axis``): the study's question against
+    the axis (percent). Test accuracy with the 95 % t-interval of its mean, final training accuracy
+    (on the kept and on the changed labels when a label control changed any), the gap and the time
+    to fit (median epoch over the seeds that reached 99 %)."""
     rows = []
-    for (dataset, model, p), g in runs.groupby(["source_dataset", "model", "label_noise"], sort=True):
+    keys = ["source_dataset", *others, "model", axis]
+    for values, g in runs.groupby(keys, sort=True, dropna=False):
         low, high = mean_ci(g["final_test_acc"], bounds=(0.0, 1.0))
+        changed = g.get("labels_changed", pd.Series(0, index=g.index)).fillna(0).gt(0).all()
         train = 100 * g["final_train_acc"].mean()
         rows.append(
             {
-                "dataset": dataset,
-                "model": model,
-                "label_noise": p,
+                **dict(zip(["dataset", *others, "model", axis], values, strict=True)),
                 "seeds": len(g),
                 "test_acc_mean": 100 * g["final_test_acc"].mean(),
                 "test_acc_ci_low": 100 * low,
                 "test_acc_ci_high": 100 * high,
                 "train_acc_mean": train,
-                "train_clean_acc_mean": 100 * g["final_train_clean_acc"].mean() if p else train,
+                "gap_mean": 100 * g["final_gap_acc"].mean(),
+                "train_clean_acc_mean": 100 * g["final_train_clean_acc"].mean() if changed else train,
                 "train_corrupted_acc_mean": 100 * g["final_train_corrupted_acc"].mean()
-                if p
+                if changed
                 else float("nan"),
                 "fit_epoch_median": _median(g["fit_epoch"]),
                 "seeds_fitted": int(g["fit_epoch"].notna().sum()),
@@ -166,9 +172,8 @@ def noise_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def class_order(counts: pd.DataFrame, predictions: pd.DataFrame) -> dict[str, list[str]]:
-    """Class names per dataset in the prepared order; a controlled variant (``dataset+...``) shares
-    its dataset's classes."""
+    """Class names per dataset (variant) in the prepared order (collect counts every variant)."""
     order = {d: list(dict.fromkeys(g["class"])) for d, g in counts.groupby("dataset")}
     for dataset in predictions["dataset"].unique():
-        order.setdefault(dataset, order.get(dataset.split("+")[0], sorted(set(predictions["label"]))))
+        order.setdefault(dataset, sorted(set(predictions["label"])))
     return order

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, require
+from . import layout
+from .layout import SPLITS
 
-SPLITS = ("train", "val", "test")
 MNIST_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -257,14 +258,14 @@ class PreparedDataset:
 
 def load_prepared(directory: str | Path) -> PreparedDataset:
     directory = Path(directory)
-    meta_file = directory / "meta.json"
+    meta_file = layout.meta_file(directory)
     if not meta_file.exists():
         raise ConfigError(f"{meta_file} not found: run the prepare stage first (dvc repro prepare)")
     meta = json.loads(meta_file.read_text())
     images, labels = {}, {}
-    # Extra test sets of image-folder datasets are splits test@<name> (see image_folder.py).
-    for split in SPLITS + tuple(f"test@{name}" for name in meta.get("extra_test_sets", [])):
+    # Extra test sets of image-folder datasets are splits test@<name> (see data/image_folder/).
+    for split in SPLITS + tuple(layout.extra_test_split(name) for name in meta.get("extra_test_sets", [])):
         # uint8 -> float in [0, 1] once, up front: batches are then plain tensor slices.
-        images[split] = torch.from_numpy(np.load(directory / f"{split}_images.npy")).float().div_(255.0)
-        labels[split] = torch.from_numpy(np.load(directory / f"{split}_labels.npy"))
+        images[split] = torch.from_numpy(np.load(layout.images_file(directory, split))).float().div_(255.0)
+        labels[split] = torch.from_numpy(np.load(layout.labels_file(directory, split)))
     return PreparedDataset(images, labels, meta)

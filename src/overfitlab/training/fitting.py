@@ -18,9 +18,8 @@ from omegaconf import DictConfig
 
 from ..data.datasets import PreparedDataset
 from ..errors import require
-from ..machine import cpu_count
 from .batches import SeedBatches, TensorBatches
-from .models import count_parameters
+from .models.layers import count_parameters
 
 # Optimizers whose update is element-wise: one over stacked seeds makes each seed's own updates.
 ELEMENTWISE_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
@@ -32,44 +31,6 @@ class Fitted(NamedTuple):
     module: object
     n_params: int
     device: str
-
-
-def _target(launcher: DictConfig | None) -> str:
-    return str(launcher.get("_target_", "")) if launcher is not None else ""
-
-
-def jobs_at_once(launcher: DictConfig | None) -> int:
-    """How many jobs of a sweep Hydra's launcher runs at the same time, on any machine: 1 for the basic
-    launcher; joblib's ``n_jobs`` (-1: one per core); submitit's ``array_parallelism`` (SLURM's array
-    throttle; ``local_jobs``: null = one per core). Hydra's own ``submitit_local`` starts every job at
-    once: at least 2 (every core) is assumed."""
-    target = _target(launcher)
-    if "joblib" in target:
-        n_jobs = int(launcher.get("n_jobs") or 1)
-        return cpu_count() if n_jobs < 0 else n_jobs
-    if "submitit" in target:
-        at_once = launcher.get("array_parallelism")
-        if at_once:
-            return int(at_once)
-        return max(2, cpu_count()) if "hydra_submitit_launcher" in target else cpu_count()
-    return 1
-
-
-def parallel_runs(launcher: DictConfig | None) -> int:
-    """How many runs the launcher runs at once on this machine: ``jobs_at_once``, except on SLURM, where
-    each job runs alone on the cores SLURM allocated it (``cpus_per_task``)."""
-    return 1 if "SlurmLauncher" in _target(launcher) else jobs_at_once(launcher)
-
-
-def threads_per_run(launcher: DictConfig | None) -> int:
-    """CPU threads for one run, so that (runs launched at once on this machine) x threads <= cores."""
-    return max(1, cpu_count() // parallel_runs(launcher))
-
-
-def current_launcher() -> DictConfig | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().launcher if HydraConfig.initialized() else None
 
 
 def _quiet_lightning() -> None:
@@ -85,7 +46,7 @@ def _quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=f".*{message}.*")
 
 
-def setup_torch(cfg: DictConfig) -> None:
+def setup_torch(cfg: DictConfig, threads: int | None = None) -> None:
     import lightning  # noqa: F401  (imported here first: it sets the variable dropped below)
 
     _quiet_lightning()
@@ -96,7 +57,8 @@ def setup_torch(cfg: DictConfig) -> None:
     # process that uses CUDA (batches are sliced in-process; the joblib launcher starts fresh ones).
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
-    torch.set_num_threads(int(cfg.trainer.threads or threads_per_run(current_launcher())))
+    if threads:  # speed only: the caller shares the cores out (launching.py); None: torch's default
+        torch.set_num_threads(int(threads))
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.allow_tf32)
 
 
@@ -193,13 +155,20 @@ def _stopped_early(cfg: DictConfig, module) -> bool:
     return len(module.history) < cfg.trainer.max_epochs and not module.diverged
 
 
-def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(), corrupted=None) -> Fitted:
+def fit(
+    cfg: DictConfig,
+    data: PreparedDataset,
+    on_epoch=None,
+    extra_callbacks=(),
+    corrupted=None,
+    threads: int = 1,
+) -> Fitted:
     """Seed, build and train one model.
 
     ``corrupted`` (one bool per training example) splits the running training accuracy into
     ``train_clean_acc`` and ``train_corrupted_acc``.
     """
-    setup_torch(cfg)
+    setup_torch(cfg, threads)
     module = build_classifier(cfg, data, on_epoch)
     trainer = make_trainer(cfg, extra_callbacks)
     data, corrupted = _on_device(trainer, data, corrupted)
@@ -216,7 +185,12 @@ def fit(cfg: DictConfig, data: PreparedDataset, on_epoch=None, extra_callbacks=(
 
 
 def fit_seeds(
-    cfgs: list[DictConfig], data: PreparedDataset, on_epochs: list, extra_callbacks=(), corrupted=None
+    cfgs: list[DictConfig],
+    data: PreparedDataset,
+    on_epochs: list,
+    extra_callbacks=(),
+    corrupted=None,
+    threads: int | None = None,
 ) -> list[Fitted]:
     """Train the runs ``cfgs`` (one config, several seeds) at once as one vectorized model.
 
@@ -228,7 +202,7 @@ def fit_seeds(
     from .module import SeedStack
 
     cfg = cfgs[0]
-    setup_torch(cfg)
+    setup_torch(cfg, threads)
     members = [build_classifier(c, data, on_epoch) for c, on_epoch in zip(cfgs, on_epochs)]
     stack = SeedStack(members, instantiate(cfg.optimizer), batch_size=cfg.trainer.batch_size)
     trainer = make_trainer(cfg, extra_callbacks)
@@ -277,6 +251,4 @@ def why_not_vectorized(cfg: DictConfig, data: PreparedDataset) -> str | None:
         )
     if cfg.trainer.early_stopping.patience:
         return "early stopping would stop each seed at its own epoch"
-    if jobs_at_once(current_launcher()) > 1:  # each job would train the group: the same seeds twice
-        return "the launcher runs jobs in parallel, which would train the same seeds in two jobs at once"
     return None

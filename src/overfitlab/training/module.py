@@ -228,7 +228,7 @@ class SeedStack(L.LightningModule):
     SGD) on a stack makes exactly the updates of N separate ones, and the seeds' losses share no
     parameter, so each seed gets the gradients it would get alone: the same training up to the
     order of floating-point sums. Training chunks are (seeds, examples, ...), each seed's minibatches
-    in its own order (``data.SeedBatches``); evaluation batches are shared by all seeds.
+    in its own order (``batches.SeedBatches``); evaluation batches are shared by all seeds.
     """
 
     def __init__(self, members: list[Classifier], optimizer_factory, batch_size: int):
@@ -238,7 +238,7 @@ class SeedStack(L.LightningModule):
         for member in members:
             member.on_stop_request = self.member_stopped
         params, buffers = torch.func.stack_module_state([m.net for m in members])
-        assert not buffers, "nets with buffers (batch norm) are not vectorized (train.why_not_vectorized)"
+        assert not buffers, "nets with buffers (batch norm) are not vectorized (fitting.why_not_vectorized)"
         self.names = list(params)
         self.stacked = nn.ParameterList(params.values())
         self.optimizer_factory = optimizer_factory

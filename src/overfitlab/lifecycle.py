@@ -1,0 +1,122 @@
+"""A run's life around its training: its directory made fresh, its MLflow child run opened, and at
+the end its files written (``done.json`` last) or its failure recorded, with one console line.
+
+Orchestration only: nothing here changes a run's numbers, so nothing here is in its code hash.
+"""
+
+from __future__ import annotations
+
+import shutil
+import traceback
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from . import runs, sweep
+from .data import controls
+from .data.datasets import PreparedDataset
+from .files import atomic_write_json
+
+
+@dataclass
+class Job:
+    """What every run of one job shares: the data (controls applied), the label noise applied (which
+    training labels were drawn and which actually changed), the code version and the console."""
+
+    data: PreparedDataset
+    noise: controls.LabelNoise
+    commit: str
+    console: object
+
+
+def start(run, meta: dict, commit: str):
+    """A fresh run directory (anything half-written or stale removed) and the run's MLflow child run."""
+    from .tracking import RunLogger, dataset_of
+
+    cfg = run.cfg
+    shutil.rmtree(run.run_dir, ignore_errors=True)  # half-written, failed or from another config
+    run.run_dir.mkdir(parents=True)
+    axes = {k: str(v) for k, v in run.axis_values.items()}
+    tags = {
+        "dataset": cfg.dataset.name,
+        "model": cfg.model.name,
+        "seed": str(cfg.seed),
+        **{f"axis.{k}": v for k, v in axes.items()},
+        "git_commit": commit,
+        "data_version": meta["data_version"],
+        "config_hash": run.config_hash,
+        "run_key": f"{run.key}/{run.config_hash}",
+        "run_dir": str(run.run_dir),
+        "study": cfg.study.name,
+    }
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    name = " ".join([cfg.model.name, *(f"{k}={v}" for k, v in axes.items()), f"seed={cfg.seed}"])
+    return RunLogger(cfg, resolved, tags, run_name=name, dataset=dataset_of(cfg, meta))
+
+
+def fail(run, logger, error: BaseException, job: Job) -> None:
+    """A run that raised: MLflow FAILED, the error in ``failed.json`` (no done-marker: retried next
+    time) and in the sweep's failure list, so the sweep goes on and its end names every failed run."""
+    record = runs.failed_record(run, error, traceback.format_exc())
+    atomic_write_json(run.run_dir / runs.FAILED, record)
+    sweep.record_failure(record, run.config_hash)
+    logger.set_tag("error", record["error"][:5000])
+    logger.finish([run.run_dir / runs.FAILED], status="FAILED")
+    job.console.print(
+        f"[red]✗ {run.label} failed: {record['error']}[/red] (details: {run.run_dir / runs.FAILED})"
+    )
+
+
+def finish(run, logger, fitted, wall: float, job: Job) -> dict:
+    """Write a trained run's files (done.json last) and close its MLflow run."""
+    from .training.models.layers import conv_feature_maps
+
+    cfg, module, data = run.cfg, fitted.module, job.data
+    table = pd.DataFrame(module.history, columns=list(module.history[0]) if module.history else ["epoch"])
+    table.insert(0, "seed", int(cfg.seed))
+    table.insert(0, "model", cfg.model.name)
+    table.insert(0, "dataset", cfg.dataset.name)
+    image_index = int(cfg.trainer.feature_map_image)
+    maps = {} if module.diverged else conv_feature_maps(module.net, data.images["test"][image_index].cpu())
+    relabelled = job.noise.table() if job.noise.drawn.any() else None  # which labels a control drew
+    predictions = torch.cat(module.test_predictions).cpu().numpy() if module.test_predictions else None
+    runs.write_files(
+        run.run_dir,
+        table,
+        OmegaConf.to_yaml(OmegaConf.to_container(cfg, resolve=True)),
+        predictions,
+        {"image_index": image_index, **{k: v.numpy().astype("float16") for k, v in maps.items()}}
+        if maps
+        else None,
+        relabelled,
+    )
+    record = runs.done_record(run, fitted, table, wall, data.meta, job.commit, job.noise.record())
+    record["mlflow_run_id"] = logger.run_id
+    logger.set_tag("device", fitted.device)
+    if module.diverged:
+        logger.set_tag("diverged", f"epoch {module.diverged_epoch}")
+    logger.finish(
+        [run.run_dir / runs.METRICS, run.run_dir / runs.CONFIG],
+        status="FAILED" if module.diverged else "FINISHED",
+        extra_metrics={
+            "n_params": fitted.n_params,
+            "wall_time_s": wall,
+            "labels_changed_share": job.noise.changed_share,
+        },
+    )
+    runs.write_done(run.run_dir, record)  # last: marks the run complete (or diverged)
+    final = record["final"]
+    if module.diverged:
+        job.console.print(
+            f"[yellow]! {run.label}: diverged at epoch {module.diverged_epoch} (loss not finite); "
+            f"kept {len(table)} finite epoch(s)[/yellow]"
+        )
+    else:
+        job.console.print(
+            f"[green]✓[/green] {run.label}: test_acc {final['test_acc']:.2%} "
+            f"(train_acc {final['train_acc']:.2%}), {fitted.n_params:,} params, {wall:.1f} s "
+            f"on {fitted.device}"
+        )
+    return record
