@@ -57,6 +57,7 @@ def _error_line(*args) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bool_seeds_and_float_caps_are_errors_for_both_loaders(project, tmp_path):
     # A YAML `true` was an integer seed (1) and a float cap above the tile count passed unchecked.
     assert "prepare.split_seed=True must be an integer" in _error_line("prepare.split_seed=true")

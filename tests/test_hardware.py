@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -39,6 +40,7 @@ def test_the_gpu_is_cuda_device_0_or_none(monkeypatch):
     assert machine.hardware()["gpu"] == "NVIDIA H200"
 
 
+@pytest.mark.slow
 def test_a_child_run_is_tagged_with_the_hardware(tmp_path, monkeypatch):
     from overfitlab import tracking
 

@@ -40,6 +40,7 @@ def read(out):
     return pd.read_csv(out / "manifest.csv"), json.loads((out / "meta.json").read_text())
 
 
+@pytest.mark.slow
 def test_messy_folder_is_prepared_with_bad_files_listed_and_no_leak(project, tmp_path):
     root = messy_folder(tmp_path / "cells")
     result = run_cli(sys.executable, "-m", "overfitlab.prepare", *image_folder_overrides(root))
@@ -179,6 +180,7 @@ def test_region_split_keeps_bands_apart_for_one_field_per_class(project, tmp_pat
     assert meta["leakage"]["shared_contents"] == 0
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     shape=st.lists(st.integers(3, 7), min_size=2, max_size=4),
@@ -318,6 +320,7 @@ def test_background_tiles_are_dropped_and_counted(project, tmp_path):
     assert manifest.left.ge(64).all()
 
 
+@pytest.mark.slow
 def test_duplicate_files_are_caught_by_the_leakage_check_and_grouped_by_pattern(project, tmp_path):
     root = tmp_path / "cells"
     for label, name in enumerate(("a", "b")):
@@ -354,6 +357,7 @@ def _fails_cleanly(project, root, *overrides, expect: str):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_class_without_usable_image_is_one_line_error_and_nothing_written(project, tmp_path):
     root = messy_folder(tmp_path / "cells")
     (root / "empty_class").mkdir()
@@ -362,6 +366,7 @@ def test_class_without_usable_image_is_one_line_error_and_nothing_written(projec
     assert "no usable image" in line
 
 
+@pytest.mark.slow
 def test_fewer_than_two_classes_is_an_error(project, tmp_path):
     root = tmp_path / "one"
     for i in range(3):
@@ -370,11 +375,13 @@ def test_fewer_than_two_classes_is_an_error(project, tmp_path):
     _fails_cleanly(project, root, expect="at least two")
 
 
+@pytest.mark.slow
 def test_tile_larger_than_every_image_is_an_error(project, tmp_path):
     root = messy_folder(tmp_path / "cells")
     _fails_cleanly(project, root, "dataset.tiles.size=500", expect="larger than every image")
 
 
+@pytest.mark.slow
 def test_too_few_fields_for_a_source_split_suggests_the_region_split(project, tmp_path):
     root = tmp_path / "few"
     for label, name in enumerate(("a", "b")):
@@ -383,6 +390,7 @@ def test_too_few_fields_for_a_source_split_suggests_the_region_split(project, tm
     _fails_cleanly(project, root, expect="dataset.split.by=region")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,key",
     [
@@ -410,6 +418,7 @@ def test_output_is_byte_identical_for_any_worker_count(project, tmp_path):
     assert (project / "a" / "manifest.csv").read_bytes() != (project / "c" / "manifest.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_extra_test_sets_become_named_test_splits(project, tmp_path):
     root = messy_folder(tmp_path / "cells")
     other = tmp_path / "other"
@@ -425,6 +434,7 @@ def test_extra_test_sets_become_named_test_splits(project, tmp_path):
     _fails_cleanly(project, root, f"+dataset.extra_test_sets.other={other}", expect="mystery")
 
 
+@pytest.mark.slow
 def test_extra_test_set_without_usable_image_is_an_error(project, tmp_path):
     root = messy_folder(tmp_path / "cells")
     broken = tmp_path / "broken"
@@ -435,6 +445,7 @@ def test_extra_test_set_without_usable_image_is_an_error(project, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_region_band_too_narrow_for_a_tile_names_the_fractions(project, tmp_path):
     root = tmp_path / "one"
     for label, name in enumerate(("a", "b")):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import (
     IMAGE_FOLDER_BAD,
@@ -20,6 +21,8 @@ from overfitlab.collect import collect
 from overfitlab.prepare import prepare
 from overfitlab.report import final_accuracy, report
 from overfitlab.train import train
+
+pytestmark = pytest.mark.slow  # the whole pipeline
 
 
 def test_messy_folder_through_prepare_train_collect_report(project, tmp_path):

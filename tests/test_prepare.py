@@ -64,6 +64,7 @@ def test_stratified_sample_keeps_proportions():
     assert np.bincount(labels[idx]).tolist() == [30, 15, 5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,key",
     [
@@ -81,6 +82,7 @@ def test_bad_prepare_values_fail_with_one_line_and_write_nothing(project, overri
     assert not (project / "data").exists() or not any((project / "data").rglob("*.npy"))
 
 
+@pytest.mark.slow
 def test_missing_dataset_says_how_to_get_it(project, monkeypatch, tmp_path):
     monkeypatch.setenv("OVERFITLAB_DATA_DIR", str(tmp_path / "empty"))
     result = run_cli(

@@ -126,6 +126,7 @@ def test_fashion_mnist_loads_as_before(project, tmp_path):
     assert data.train_images.shape == (600, 1, 28, 28) and data.class_names[0] == "T-shirt/top"
 
 
+@pytest.mark.slow
 def test_damaged_or_missing_idx_files_are_one_line_errors_naming_the_file(project, tmp_path):
     directory = write_mnist(tmp_path / "raw")
     labels = directory / "t10k-labels-idx1-ubyte"

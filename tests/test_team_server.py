@@ -269,6 +269,7 @@ def test_a_parallel_sweep_logs_everything_to_the_team_server(server, project):
         connection.close()
 
 
+@pytest.mark.slow
 def test_start_is_idempotent_and_restarts_keep_the_runs_with_or_without_authentication(server):
     first_pid = (server.state / "mlflow.pid").read_text()
     experiment_id = server.api("POST", "experiments/create", {"name": "restart-check"})["experiment_id"]

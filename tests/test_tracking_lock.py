@@ -31,6 +31,7 @@ def _open_and_run(uri: str, barrier, results) -> None:
         results.put(("error", traceback.format_exc(), None))
 
 
+@pytest.mark.slow
 def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     db = tmp_path / "mlflow.db"

@@ -4,9 +4,12 @@ import sqlite3
 import threading
 import time
 
+import pytest
 from omegaconf import OmegaConf
 
 from overfitlab.tracking import client_for
+
+pytestmark = pytest.mark.slow  # waits out a held lock
 
 
 def test_a_call_on_a_locked_sqlite_store_waits_for_the_lock(tmp_path, monkeypatch):

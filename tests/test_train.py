@@ -54,6 +54,7 @@ def test_run_writes_every_metric_for_every_epoch(prepared, project):
     assert done["config_hash"] and done["data_version"] and done["git_commit"]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics_and_seeds_differ(prepared, project):
     run_once(["seed=0"])
     first = metrics(project)
@@ -112,6 +113,7 @@ def test_train_eval_pass_is_an_eval_mode_pass_over_the_training_split(prepared, 
     assert (in_train_mode.argmax(1) != logits.argmax(1)).any()
 
 
+@pytest.mark.slow
 def test_finished_run_is_skipped_and_half_written_run_is_retrained(prepared, project):
     first = run_once(["seed=0"])
     run_dir = project / "runs/fashion_mnist/mlp_300_100/seed=0"
@@ -146,6 +148,7 @@ def test_mlflow_gets_params_tags_and_per_epoch_metrics(prepared, project):
     assert {"metrics.csv", "config.yaml"} <= artifacts
 
 
+@pytest.mark.slow
 def test_multirun_sweeps_seeds_under_one_parent_mlflow_run(prepared, project):
     from mlflow.tracking import MlflowClient
 
@@ -173,6 +176,7 @@ def test_training_batches_are_whole_slices_in_a_seeded_order():
     assert [v.tolist() for _, v in TensorBatches(x, y, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,key",
     [
@@ -190,6 +194,7 @@ def test_bad_training_values_fail_with_one_line(prepared, project, override, key
     assert not (project / "runs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["model=resnet9000"], ["-m", "model=model_a,resnet9000"]])
 def test_unknown_model_is_one_line_listing_allowed_names(prepared, project, args):
     result = run_cli(sys.executable, "-m", "overfitlab.train", *args)
@@ -199,6 +204,7 @@ def test_unknown_model_is_one_line_listing_allowed_names(prepared, project, args
     assert not (project / "runs").exists()
 
 
+@pytest.mark.slow
 def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
     from conftest import set_params
 
@@ -234,6 +240,7 @@ def test_early_stopping_watches_only_the_validation_metric():
         assert module.trainer.should_stop == (epoch == 4)
 
 
+@pytest.mark.slow
 def test_hyperparameter_search_scores_trials_on_validation_and_writes_the_best(prepared, project):
     import yaml
     from mlflow.tracking import MlflowClient
@@ -288,6 +295,7 @@ def test_trainer_keeps_deterministic_algorithms_and_applies_allow_tf32(project, 
     assert torch.utils.deterministic.fill_uninitialized_memory is False
 
 
+@pytest.mark.slow
 def test_bad_allow_tf32_value_is_one_line_naming_the_key(prepared, project):
     result = run_cli(
         sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.allow_tf32=sometimes"

@@ -36,7 +36,12 @@ class StackFirstStep(L.Callback):
 
 # model D without its dropout: a small ConvNet (conv, pool, dense)
 @pytest.mark.parametrize(
-    "model", [["model=deep_network"], ["model=mlp_300_100"], ["model=model_d", "model.net.dropout=0"]]
+    "model",
+    [
+        pytest.param(["model=deep_network"], marks=pytest.mark.slow),
+        ["model=mlp_300_100"],
+        ["model=model_d", "model.net.dropout=0"],
+    ],
 )
 def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
     cfgs = [
@@ -122,6 +127,7 @@ def run_files(project):
     return {p.relative_to(project / "runs").as_posix() for p in (project / "runs").rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(prepared, project):
     from mlflow.tracking import MlflowClient
 
@@ -180,6 +186,7 @@ def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(
     assert [m.step for m in client.get_metric_history(children[0].info.run_id, "test_acc")] == [1, 2]
 
 
+@pytest.mark.slow
 def test_a_command_line_seed_sweep_is_the_group(prepared, project):
     """`-m seed=1,3` trains seeds 1 and 3 together, not the study's seeds."""
     result = run_cli(
@@ -197,6 +204,7 @@ def test_a_command_line_seed_sweep_is_the_group(prepared, project):
     assert "= fashion_mnist model_a seed=3: already trained" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_be_vectorized_is_trained_seed_by_seed_and_says_why(prepared, project):
     result = run_cli(
         sys.executable,
@@ -212,6 +220,7 @@ def test_a_model_that_cannot_be_vectorized_is_trained_seed_by_seed_and_says_why(
     assert result.stderr.count("✓ fashion_mnist model_c") == 2 and "already trained" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_vectorize_value_is_one_line_naming_the_key(prepared, project):
     result = run_cli(
         sys.executable, "-m", "overfitlab.train", "model=model_a", "trainer.vectorize_seeds=sometimes"

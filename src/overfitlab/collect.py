@@ -40,6 +40,7 @@ from . import axes
 from .data import layout
 from .errors import ConfigError, exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
+from .project import project_root
 from .runs import (
     CONFIG,
     FEATURE_MAPS,
@@ -51,7 +52,7 @@ from .runs import (
     metric_columns,
     read_done,
 )
-from .study import Study, load_study, project_root
+from .study import Study, load_study
 
 CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss"]
 KEYS = ["dataset", "model", "seed"]
@@ -303,7 +304,9 @@ def copy_feature_maps(run_table: pd.DataFrame, runs_root: Path, out: Path) -> pd
     """The median seed's conv feature maps per (dataset, model) on real data (no control drew labels
     or pixels), copied to ``out``; returns the index (dataset, model, seed, file) of the files."""
     rows = []
-    real_data = run_table[(run_table.labels_drawn == 0) & (run_table.pixels == "none")]
+    drawn = run_table.get("labels_drawn", pd.Series(0, index=run_table.index)).fillna(0)
+    pixels = run_table.get("pixels", pd.Series("none", index=run_table.index)).fillna("none")
+    real_data = run_table[(drawn == 0) & (pixels == "none")]
     for dataset, model, seed, directory in median_runs(real_data, runs_root):
         if (directory / FEATURE_MAPS).exists():
             name = f"{dataset}__{model}__seed={seed}.npz"

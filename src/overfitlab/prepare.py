@@ -24,7 +24,8 @@ from .data.datasets import RawDataset, load_raw
 from .data.splits import stratified_sample
 from .errors import exit_on_config_error, require
 from .files import atomic_directory, atomic_write_json, sha256_files
-from .study import conf_dir, preflight
+from .project import conf_dir
+from .study import preflight
 
 
 def _check_size(key: str, value, available: int, allow_null: bool = True) -> int:

@@ -43,7 +43,7 @@ def _prepared_dir(prepared_root, dataset, *, _root_) -> str:
 
 def _project_root() -> str:
     """The project's root (``conf/``, ``.venv/``) from the project or a study directory: launcher presets."""
-    from .study import project_root
+    from .project import project_root
 
     return str(project_root())
 

@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 
 from .errors import exit_on_config_error
 from .files import atomic_write_text
-from .study import conf_dir, preflight
+from .project import conf_dir
+from .study import preflight
 from .train import train
 
 

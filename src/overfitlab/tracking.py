@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .machine import hardware
-from .study import project_root
+from .project import project_root
 
 PARENT_RUN_ENV = "OVERFITLAB_PARENT_RUN_ID"
 # The experiment tag MLflow 3's UI reads to tell model training from GenAI experiments

@@ -35,8 +35,9 @@ from .data import controls
 from .data.datasets import PreparedDataset, load_prepared
 from .errors import exit_on_config_error, require
 from .files import git_commit
+from .project import conf_dir
 from .run_rules import check_run_config
-from .study import conf_dir, preflight
+from .study import preflight
 from .training import fitting
 
 

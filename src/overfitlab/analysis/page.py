@@ -207,6 +207,6 @@ def render_html(
             scores.pivot_table(index="class", columns="model", values="f1"), index=True, float_format=_three
         ),
         scores=_html(scores, float_format=_three),
-        provenance=_html(runs[PROVENANCE], float_format=lambda v: f"{v:.4g}"),
+        provenance=_html(runs[[c for c in PROVENANCE if c in runs]], float_format=lambda v: f"{v:.4g}"),
         diverged=_html(inputs.diverged[DIVERGED]) if len(inputs.diverged) else None,
     )

@@ -3,7 +3,7 @@
 
 from torch import nn
 
-from overfitlab.training.models import DeepNetwork
+from overfitlab.training.models.deep_network import DeepNetwork
 
 
 def deep_network_glorot(**kwargs) -> DeepNetwork:
