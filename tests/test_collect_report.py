@@ -265,6 +265,7 @@ def test_confusion_and_per_class_scores_of_the_median_seed(project):
 # ---- issue 15: the test set selects nothing in the summary; stale runs are refused
 
 
+@pytest.mark.slow
 def test_summary_chooses_the_epoch_on_validation_and_labels_the_test_chosen_one_an_oracle(project):
     write_known_runs(project)
     collect()
@@ -363,6 +364,7 @@ def test_collect_accepts_what_the_train_stage_trained_and_refuses_it_after_an_ed
 # ---- issue 12: the run layout comes from runs.py; feature maps carry whose they are in data
 
 
+@pytest.mark.slow
 def test_feature_maps_say_whose_they_are_in_data_not_in_file_names(project):
     write_known_runs(project)
     collect()
@@ -377,6 +379,7 @@ def test_feature_maps_say_whose_they_are_in_data_not_in_file_names(project):
     assert 'alt="feature_maps__fashion_mnist__model_d__seed=0"' in html
 
 
+@pytest.mark.slow
 def test_image_folder_data_and_extra_test_sets_reach_the_page(project):
     """What the image-folder pipeline test checks of collect and report, on known runs."""
     write_known_runs(project)
@@ -447,6 +450,7 @@ def test_every_figure_is_registered_once_with_a_caption_and_only_drawn_when_it_a
     assert {"final_test_accuracy", "confusion_matrices", "prediction_grid", "class_balance"} <= drawn
 
 
+@pytest.mark.slow
 def test_a_new_figure_is_one_decorated_function(project, monkeypatch):
     from overfitlab.analysis import plots  # noqa: F401  (registers the figures)
 
@@ -490,6 +494,7 @@ def test_the_page_template_ships_with_the_package():
     assert package / "analysis/templates/report.html.j2" in shipped
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_listed_and_left_out_of_every_statistic(project):
     """A run whose loss became NaN (done.json status "diverged", no finite epoch) must not enter the
     means, tests or curves, and the report must say which run was left out."""

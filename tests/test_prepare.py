@@ -93,6 +93,7 @@ def test_missing_dataset_says_how_to_get_it(project, monkeypatch, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_unknown_dataset_name_lists_the_allowed_ones(project):
     result = run_cli(sys.executable, "-m", "overfitlab.prepare", "dataset=imagenet")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

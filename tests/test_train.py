@@ -129,6 +129,7 @@ def test_finished_run_is_skipped_and_half_written_run_is_retrained(prepared, pro
     assert changed["config_hash"] != again["config_hash"] and metrics(project).epoch.tolist() == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_mlflow_gets_params_tags_and_per_epoch_metrics(prepared, project):
     from mlflow.tracking import MlflowClient
 
@@ -222,6 +223,7 @@ def test_zero_seeds_is_an_error_naming_the_key(prepared, project):
     assert not (project / "runs").exists()
 
 
+@pytest.mark.slow
 def test_training_without_prepared_data_says_what_to_run(project):
     result = run_cli(sys.executable, "-m", "overfitlab.train", "model=model_a")
     assert result.returncode == 2 and "prepare" in result.stderr.strip().splitlines()[-1]

@@ -40,7 +40,7 @@ class StackFirstStep(L.Callback):
     [
         pytest.param(["model=deep_network"], marks=pytest.mark.slow),
         ["model=mlp_300_100"],
-        ["model=model_d", "model.net.dropout=0"],
+        pytest.param(["model=model_d", "model.net.dropout=0"], marks=pytest.mark.slow),
     ],
 )
 def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):

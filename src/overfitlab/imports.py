@@ -16,28 +16,30 @@ PACKAGE = Path(__file__).resolve().parent  # src/overfitlab
 SRC = PACKAGE.parent
 
 
-def module_file(name: str) -> Path | None:
-    """``src/overfitlab/a/b.py`` or ``.../a/b/__init__.py`` for ``overfitlab.a.b`` (None: not ours)."""
+def module_file(name: str, src: Path = SRC) -> Path | None:
+    """``src/overfitlab/a/b.py`` or ``.../a/b/__init__.py`` for ``overfitlab.a.b`` (None: not ours).
+
+    ``src`` is the directory holding the package (another copy of it in the tests)."""
     parts = name.split(".")
     if parts[0] != "overfitlab":
         return None
-    base = SRC.joinpath(*parts)
+    base = Path(src).joinpath(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def module_name(path: Path) -> str:
+def module_name(path: Path, src: Path = SRC) -> str:
     """``overfitlab.a.b`` for ``src/overfitlab/a/b.py`` (and for ``.../a/b/__init__.py``)."""
-    parts = Path(path).resolve().relative_to(SRC).with_suffix("").parts
+    parts = Path(path).resolve().relative_to(Path(src).resolve()).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
+def imported_modules(path: Path, src: Path = SRC) -> set[str]:
     """The package's modules a file imports anywhere in it (relative imports resolved)."""
     path = Path(path).resolve()
-    module = module_name(path)
+    module = module_name(path, src)
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -52,10 +54,10 @@ def imported_modules(path: Path) -> set[str]:
             if target.startswith("overfitlab"):
                 found.add(target)
                 found |= {f"{target}.{a.name}" for a in node.names}  # `from . import runs`
-    return {m for m in found if module_file(m)}
+    return {m for m in found if module_file(m, src)}
 
 
-def closure(modules) -> list[Path]:
+def closure(modules, src: Path = SRC) -> list[Path]:
     """The files of ``modules``, their packages' ``__init__`` files and everything they import, sorted."""
     seen: set[Path] = set()
     todo = list(modules)
@@ -63,10 +65,10 @@ def closure(modules) -> list[Path]:
         name = todo.pop()
         parts = name.split(".")
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__
-            path = module_file(".".join(parts[:i]))
+            path = module_file(".".join(parts[:i]), src)
             if path and path not in seen:
                 seen.add(path)
-                todo += imported_modules(path)
+                todo += imported_modules(path, src)
     return sorted(seen)
 
 

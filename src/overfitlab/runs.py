@@ -88,10 +88,11 @@ def family_module(target: str) -> str | None:
     return module if module.startswith("overfitlab.") else None
 
 
-def numerics_code(model_target: str | None = None) -> list[Path]:
-    """The files a run's numbers depend on: the closure of ``NUMERICS`` and of its model family."""
+def numerics_code(model_target: str | None = None, src: Path = PACKAGE.parent) -> list[Path]:
+    """The files a run's numbers depend on: the closure of ``NUMERICS`` and of its model family
+    (``src``: the directory holding the package, another copy of it in the tests)."""
     family = family_module(model_target) if model_target else None
-    return closure([*NUMERICS, *([family] if family else [])])
+    return closure([*NUMERICS, *([family] if family else [])], src)
 
 
 def code_fingerprint(source: str) -> str:
@@ -112,11 +113,11 @@ def code_fingerprint(source: str) -> str:
 
 
 @cache
-def code_hash(model_target: str | None = None) -> str:
+def code_hash(model_target: str | None = None, src: Path = PACKAGE.parent) -> str:
     """One hash over ``numerics_code``: each file's path (relative to the package) and code."""
     digest = hashlib.sha256()
-    for path in numerics_code(model_target):
-        digest.update(str(path.relative_to(PACKAGE)).encode())
+    for path in numerics_code(model_target, src):
+        digest.update(path.relative_to(Path(src) / "overfitlab").as_posix().encode())
         digest.update(code_fingerprint(path.read_text()).encode())
     return digest.hexdigest()[:16]
 
