@@ -36,7 +36,9 @@ def test_a_label_noise_study_in_its_own_directory(project):
     study_dir.mkdir(parents=True)
     (study_dir / "dvc.yaml").write_text(pipeline.render("../.."))
     params = json.loads(json.dumps(SMALL_STUDY))
-    params["study"].update(name="tiny-noise", models=["mlp_300_100", "model_d"], label_noise=[0.0, 1.0])
+    params["study"].update(
+        name="tiny-noise", models=["mlp_300_100", "model_d"], axes={"train.label_noise": [0.0, 1.0]}
+    )
     (study_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for args in (
         ["git", "init", "-q"],
@@ -52,12 +54,11 @@ def test_a_label_noise_study_in_its_own_directory(project):
     # Everything the study writes stays in its directory, except the shared MLflow store.
     assert not (project / "runs").exists() and not (study_dir / "mlflow.db").exists()
     for p in (0.0, 1.0):
-        label = "fashion_mnist" + ("+labels1" if p else "")
         for model in ("mlp_300_100", "model_d"):
-            assert (study_dir / "runs" / label / model / "seed=1" / "done.json").exists()
+            assert (study_dir / "runs/fashion_mnist" / model / f"label_noise={p}/seed=1/done.json").exists()
     runs = pd.read_csv(study_dir / "reports/metrics/runs.csv")
     assert len(runs) == 2 * 2 * 2 and sorted(runs.label_noise.unique()) == [0.0, 1.0]
-    noise = pd.read_csv(study_dir / "reports/figures/label_noise.csv")
+    noise = pd.read_csv(study_dir / "reports/figures/against_label_noise.csv")
     assert sorted(zip(noise.model, noise.label_noise)) == [
         ("mlp_300_100", 0.0),
         ("mlp_300_100", 1.0),
@@ -68,7 +69,9 @@ def test_a_label_noise_study_in_its_own_directory(project):
     acc = noise.set_index(["model", "label_noise"]).test_acc_mean
     assert acc[("mlp_300_100", 0.0)] > acc[("mlp_300_100", 1.0)] + 20
     figures = study_dir / "reports/figures"
-    assert (figures / "label_noise.png").exists() and (figures / "clean_vs_corrupted.png").exists()
+    assert (figures / "against_axis__label_noise.png").exists() and (
+        figures / "clean_vs_corrupted.png"
+    ).exists()
     # Conv feature maps of the median seed: model_d has one convolution, the MLP none.
     maps = sorted(p.name for p in (study_dir / "reports/metrics/feature_maps").iterdir())
     assert len(maps) == 1 and maps[0].startswith("fashion_mnist__model_d__seed=")

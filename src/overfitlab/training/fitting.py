@@ -57,7 +57,8 @@ def setup_torch(cfg: DictConfig, threads: int | None = None) -> None:
     # process that uses CUDA (batches are sliced in-process; the joblib launcher starts fresh ones).
     os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS on a GPU
-    if threads:  # speed only: the caller shares the cores out (launching.py); None: torch's default
+    threads = threads or cfg.trainer.threads  # speed only: the caller shares the cores out (launching.py)
+    if threads:  # None: torch's default
         torch.set_num_threads(int(threads))
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.allow_tf32)
 
