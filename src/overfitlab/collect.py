@@ -21,6 +21,9 @@ trained with other settings (say ``train.epochs`` before an edit of params.yaml)
 one line, instead of being reported as if the study had produced it.
 
     python -m overfitlab.collect
+
+Why one file: it is one stage with one entry point, and every output above is a few lines
+reading the same runs; splitting it would spread one contract (what collect writes) over files.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ instantiate (``_target_:``), so a new import only needs a rerun of the generator
     python -m overfitlab.pipeline                    # rewrite every dvc.yaml
     python -m overfitlab.pipeline --check            # exit 1 if one is out of date (tests run it)
     python -m overfitlab.pipeline new studies/NAME   # a study: the root's params.yaml + dvc.yaml
+
+Why one file: about a hundred of its lines are the template itself, which reads best whole;
+the rest renders it, checks it and makes new studies.
 """
 
 from __future__ import annotations

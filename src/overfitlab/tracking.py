@@ -11,6 +11,9 @@ first open and concurrent creations collide.
 The experiment is tagged as model training (``mlflow.experimentKind``) and each run logs the data
 it trains on as an MLflow dataset input, so MLflow 3's UI shows training runs with a Dataset
 column rather than its GenAI views.
+
+Why one file: every MLflow call of the project is here, so a change of MLflow's API (or of the
+store) is one file to read; it is orchestration only, outside every run's code hash.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ when=...)``, take the one ``ReportInputs`` argument and return a matplotlib figu
 ``{key: figure}``). Put the numbers it draws in a function of analysis/tables.py when they deserve
 a test. Nothing else changes: the report stage draws every registered figure, writes
 ``reports/figures/<name>.png`` and puts it with its caption into ``index.html``.
+
+Why one file: the figures appear in the page in the order they are registered here, so the
+page's order is this file's order; each figure is one function, its numbers in tables.py.
 """
 
 from __future__ import annotations
