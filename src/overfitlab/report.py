@@ -26,7 +26,7 @@ from .analysis.page import render_html
 from .analysis.stats import pairwise
 from .analysis.tables import axis_table, final_accuracy, per_class_scores, summary_table
 from .errors import exit_on_config_error
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_directory, atomic_write_bytes, atomic_write_text
 
 __all__ = ["final_accuracy", "report"]  # final_accuracy: the box plot's numbers, for the tests
 
@@ -38,27 +38,39 @@ def report(
     inputs = ReportInputs.load(Path(metrics_dir), Path(prepared_root))
     out = Path(out_dir)
     figures = render(inputs)
-    for fig in figures:
-        atomic_write_bytes(out / "figures" / f"{fig.name}.png", fig.png)
-    summary = summary_table(inputs.runs)
-    tests = pairwise(final_accuracy(inputs.runs))
-    scores = per_class_scores(inputs.predictions)
+    with atomic_directory(out / "figures") as figures_dir:  # fresh: no figure of an earlier report stays
+        for fig in figures:
+            atomic_write_bytes(figures_dir / f"{fig.name}.png", fig.png)
+        tables = _tables(inputs)
+        for name, (table, float_format) in tables.items():
+            atomic_write_text(
+                figures_dir / f"{name}.csv", table.to_csv(index=False, float_format=float_format)
+            )
     axis_tables = {
-        axis: axis_table(inputs.runs, axis, [a for a in inputs.varying_axes if a != axis])
-        for axis in inputs.varying_axes
+        name.removeprefix("against_"): t for name, (t, _) in tables.items() if name.startswith("against_")
     }
-    for name, table, float_format in (
-        ("summary", summary, "%.4f"),
-        ("comparisons", tests, "%.6g"),
-        ("per_class_scores", scores, "%.6g"),
-        *((f"against_{axis}", table, "%.4f") for axis, table in axis_tables.items()),
-    ):
-        csv = table.to_csv(index=False, float_format=float_format)
-        atomic_write_text(out / "figures" / f"{name}.csv", csv)
-    page = render_html(inputs, figures, summary, tests, scores, axis_tables)
+    page = render_html(
+        inputs,
+        figures,
+        tables["summary"][0],
+        tables["comparisons"][0],
+        tables["per_class_scores"][0],
+        axis_tables,
+    )
     atomic_write_text(out / "index.html", page)
     print(f"report: {out / 'index.html'} ({len(figures)} figures)", file=sys.stderr)
     return out / "index.html"
+
+
+def _tables(inputs: ReportInputs) -> dict[str, tuple]:
+    """The report's tables (``reports/figures/<name>.csv``) with their CSV float format."""
+    others = {axis: [a for a in inputs.varying_axes if a != axis] for axis in inputs.varying_axes}
+    return {
+        "summary": (summary_table(inputs.runs), "%.4f"),
+        "comparisons": (pairwise(final_accuracy(inputs.runs)), "%.6g"),
+        "per_class_scores": (per_class_scores(inputs.predictions), "%.6g"),
+        **{f"against_{a}": (axis_table(inputs.runs, a, others[a]), "%.4f") for a in inputs.varying_axes},
+    }
 
 
 def main() -> None:

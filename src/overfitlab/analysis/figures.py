@@ -118,40 +118,99 @@ def always(inputs: ReportInputs) -> bool:
     return True
 
 
+# Where a figure goes in the page, in page order: the study's question against its axes first, then
+# the comparison of architectures, the curves of each variant (one collapsible section per variant
+# when there are several), and what the data and the networks look like.
+SECTIONS = {
+    "question": "The study's question: against each axis",
+    "comparison": "Comparing the architectures",
+    "variant": "Learning curves and predictions",
+    "inside": "The data and inside the networks",
+}
+
+
 @dataclass(frozen=True)
 class Figure:
     name: str
     caption: str
     draw: Callable[[ReportInputs], object]
     when: Callable[[ReportInputs], bool] = always
+    section: str = "comparison"
 
 
 REGISTRY: dict[str, Figure] = {}
 
 
-def figure(name: str, caption: str, when: Callable[[ReportInputs], bool] = always):
-    """Register the decorated function as the figure ``name`` (see the module docstring)."""
+def figure(
+    name: str, caption: str, when: Callable[[ReportInputs], bool] = always, section: str = "comparison"
+):
+    """Register the decorated function as the figure ``name`` (see the module docstring); ``section``
+    is where the page shows it (``SECTIONS``)."""
+    if section not in SECTIONS:
+        raise ValueError(f"figure {name!r}: section {section!r} is not one of {list(SECTIONS)}")
 
     def register(draw: Callable[[ReportInputs], object]):
         if name in REGISTRY:
             raise ValueError(f"figure {name!r} is registered twice")
-        REGISTRY[name] = Figure(name, caption, draw, when)
+        REGISTRY[name] = Figure(name, caption, draw, when, section)
         return draw
 
     return register
 
 
+# Every figure fits the page: small multiples wrap at MAX_COLUMNS panels a row, and no figure is
+# wider than MAX_WIDTH inches (MAX_WIDTH * DPI pixels), so that shown at the page's width (1400 px)
+# its labels stay readable; tests/test_report_layout.py checks every registered figure.
+MAX_COLUMNS = 4
+MAX_WIDTH = 14.0
+DPI = 110
+
+
+def panel_grid(n: int, panel: tuple[float, float] = (3.4, 2.9), title: str = "", **kwargs):
+    """A figure of ``n`` panels of at least ``panel`` inches, wrapped at ``MAX_COLUMNS`` a row (fewer
+    when wider panels would exceed ``MAX_WIDTH``), with constrained layout (titles never overlap).
+    Returns the figure and its ``n`` axes; unused grid cells are removed."""
+    import matplotlib.pyplot as plt
+
+    width = min(panel[0], MAX_WIDTH)
+    columns = max(1, min(MAX_COLUMNS, n, int(MAX_WIDTH // width)))
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(width * columns, panel[1] * rows),
+        squeeze=False,
+        layout="constrained",
+        **kwargs,
+    )
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    if title:
+        fig.suptitle(title)
+    return fig, flat[:n]
+
+
 @dataclass(frozen=True)
 class Rendered:
-    name: str  # the PNG's file name without .png; feature_maps__<key> for one image per key
+    name: str  # the PNG's file name without .png; <figure>__<key> for one image per key
     caption: str
     png: bytes
+    section: str = "comparison"
+    key: str | None = None  # the variant (or CNN) of a figure drawn once per key
 
 
 def png(fig) -> bytes:
+    """The figure as a PNG with a 256-colour palette: about a third of the bytes of full colour for
+    these plots, so the one-file page opens quickly; the plots' few colours survive it."""
+    from PIL import Image
+
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return buffer.getvalue()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    small = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(small, format="PNG", optimize=True)
+    return small.getvalue()
 
 
 def render(inputs: ReportInputs) -> list[Rendered]:
@@ -170,6 +229,6 @@ def render(inputs: ReportInputs) -> list[Rendered]:
         drawn = spec.draw(inputs)
         for key, fig in drawn.items() if isinstance(drawn, dict) else [(None, drawn)]:
             name = spec.name if key is None else f"{spec.name}__{key}"
-            rendered.append(Rendered(name, spec.caption, png(fig)))
+            rendered.append(Rendered(name, spec.caption, png(fig), spec.section, key))
             plt.close(fig)
     return rendered

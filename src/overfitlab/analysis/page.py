@@ -10,15 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import Rendered, ReportInputs
+from .figures import SECTIONS, Rendered, ReportInputs
 
 TEMPLATES = Path(__file__).with_name("templates")
 
 ORACLE = "oracle: max over epochs of test acc (%) — chosen on the test set, optimistic"
 
 
-def _html(df: pd.DataFrame, index: bool = False, **kwargs) -> str:
-    return df.to_html(index=index, border=0, classes="table", **kwargs)
+def _html(df: pd.DataFrame, index: bool = False, sortable: bool = False, **kwargs) -> str:
+    """A pandas table as HTML; ``sortable`` ones sort by a click on a column head (the page's script)."""
+    return df.to_html(index=index, border=0, classes="table sortable" if sortable else "table", **kwargs)
 
 
 def _three(value: float) -> str:
@@ -62,7 +63,7 @@ def summary_html(df: pd.DataFrame) -> str:
             ORACLE: _fmt(df["oracle_best_test_acc_mean"], "{:.2f}"),
         }
     )
-    return _html(shown)
+    return _html(shown, sortable=True)
 
 
 def tests_html(df: pd.DataFrame) -> str | None:
@@ -102,7 +103,7 @@ def tests_html(df: pd.DataFrame) -> str | None:
         "P(A > B)",
         "note",
     ]
-    return _html(shown[cols].rename(columns={"a": "A", "b": "B"}))
+    return _html(shown[cols].rename(columns={"a": "A", "b": "B"}), sortable=True)
 
 
 AXIS_COLUMNS = {
@@ -118,14 +119,24 @@ AXIS_COLUMNS = {
 }
 
 
-def axis_html(tables: dict[str, pd.DataFrame]) -> list[dict]:
-    """One table per varying axis: the final numbers per value (``tables.axis_table``)."""
+def axis_html(tables: dict[str, pd.DataFrame], figures: list[Rendered]) -> list[dict]:
+    """One section per varying axis, right after the summary: its figure (``against_axis``) and the
+    final numbers per value (``tables.axis_table``); axis values shown as written, not rounded."""
     shown = []
     for axis, df in tables.items():
         if df["train_corrupted_acc_mean"].isna().all():
             df = df.drop(columns=["train_clean_acc_mean", "train_corrupted_acc_mean"])
-        html = _html(df.rename(columns=AXIS_COLUMNS), float_format=lambda v: f"{v:.2f}", na_rep="–")
-        shown.append({"axis": axis, "html": html})
+        axes = [
+            c
+            for c in df.columns
+            if c not in AXIS_COLUMNS and c not in ("dataset", "model", "seeds", "epochs")
+        ]
+        df = df.astype({c: str for c in axes})
+        html = _html(
+            df.rename(columns=AXIS_COLUMNS), sortable=True, float_format=lambda v: f"{v:.2f}", na_rep="–"
+        )
+        drawn = [_figure(f) for f in figures if f.section == "question" and f.key == axis]
+        shown.append({"axis": axis, "html": html, "figures": drawn})
     return shown
 
 
@@ -170,6 +181,36 @@ PROVENANCE = [
 DIVERGED = ["dataset", "model", "seed", "diverged_epoch", "epochs", "device", "config_hash", "mlflow_run_id"]
 
 
+def figure_sections(figures: list[Rendered]) -> list[dict]:
+    """The figures grouped as the page shows them: one section per ``figures.SECTIONS`` entry that has
+    any, in that order; in the per-variant section one collapsible group per variant when a study
+    has several (the first open), so a study of dozens of variants stays a page to navigate."""
+    sections = []
+    for section, title in SECTIONS.items():
+        shown = [f for f in figures if f.section == section]
+        if section == "question":  # shown with each axis's table (axis_html)
+            continue
+        if not shown:
+            continue
+        groups: dict[str | None, list[Rendered]] = {}
+        for f in shown:
+            groups.setdefault(f.key if section == "variant" else None, []).append(f)
+        sections.append(
+            {
+                "id": f"figures-{section}",
+                "title": title,
+                "groups": [
+                    {"key": key, "figures": [_figure(f) for f in group]} for key, group in groups.items()
+                ],
+            }
+        )
+    return sections
+
+
+def _figure(f: Rendered) -> dict:
+    return {"name": f.name, "caption": f.caption, "data": base64.b64encode(f.png).decode()}
+
+
 def render_html(
     inputs: ReportInputs,
     figures: list[Rendered],
@@ -194,19 +235,22 @@ def render_html(
         n_datasets=runs["dataset"].nunique(),
         n_models=runs["model"].nunique(),
         n_seeds=runs["seed"].nunique(),
+        axes=inputs.varying_axes,
         commits=", ".join(sorted(set(runs["git_commit"]))),
         summary=summary_html(summary),
         oracle=ORACLE,
         tests=tests_html(tests),
-        axis_tables=axis_html(axis_tables or {}),
+        axis_tables=axis_html(axis_tables or {}, figures),
         image_folders=image_folder_sections(inputs.image_folders),
-        figures=[
-            {"name": f.name, "caption": f.caption, "data": base64.b64encode(f.png).decode()} for f in figures
-        ],
+        sections=figure_sections(figures),
         f1=_html(
-            scores.pivot_table(index="class", columns="model", values="f1"), index=True, float_format=_three
+            scores.pivot_table(index="class", columns=["dataset", "model"], values="f1"),
+            index=True,
+            float_format=_three,
         ),
-        scores=_html(scores, float_format=_three),
-        provenance=_html(runs[[c for c in PROVENANCE if c in runs]], float_format=lambda v: f"{v:.4g}"),
+        scores=_html(scores, sortable=True, float_format=_three),
+        provenance=_html(
+            runs[[c for c in PROVENANCE if c in runs]], sortable=True, float_format=lambda v: f"{v:.4g}"
+        ),
         diverged=_html(inputs.diverged[DIVERGED]) if len(inputs.diverged) else None,
     )

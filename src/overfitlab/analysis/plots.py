@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import layout
-from .figures import ReportInputs, figure
+from .figures import ReportInputs, figure, panel_grid
 from .stats import pairwise
 from .tables import axis_table, confusion, curve_bands, final_accuracy, is_geometric, percent
 
@@ -39,20 +39,20 @@ def _mark_tests(ax, data: pd.DataFrame, tests: pd.DataFrame) -> None:
 
 @figure(
     "final_test_accuracy",
-    caption="Final test accuracy of every seed (points), with its box plot per architecture; "
-    "brackets: two-sided Mann-Whitney p-values (* = too few seeds for p < 0.05).",
+    caption="Final test accuracy of every seed (points), with its box plot per architecture, one panel "
+    "per dataset (variant); brackets: two-sided Mann-Whitney p-values (* = these seeds cannot reach "
+    "p < 0.05: too few of them, or too many ties).",
 )
 def box_plot(inputs: ReportInputs):
     """Box plot + jittered points per model; brackets give the pairwise Mann-Whitney p-values."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     final = final_accuracy(inputs.runs)
     tests = pairwise(final)
     datasets = list(dict.fromkeys(final["dataset"]))
-    width = 1.6 + 1.7 * max(2, final["model"].nunique()) * len(datasets)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(width, 4.2), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    panel = (max(3.2, 1.6 + 1.0 * final["model"].nunique()), 3.8)
+    fig, axes = panel_grid(len(datasets), panel, "Final test accuracy per seed")
+    for ax, dataset in zip(axes, datasets, strict=True):
         data = final[final["dataset"] == dataset]
         sns.boxplot(
             data=data, x="model", y="test_acc_pct", ax=ax, color="#cfe0f3", showfliers=False, width=0.55
@@ -60,50 +60,48 @@ def box_plot(inputs: ReportInputs):
         sns.stripplot(
             data=data, x="model", y="test_acc_pct", ax=ax, color="#1f4e79", size=5, jitter=0.18, alpha=0.85
         )
-        ax.set(title=f"{dataset}: final test accuracy per seed", xlabel="", ylabel="test accuracy (%)")
-        ax.tick_params(axis="x", rotation=20)
+        ax.set_title(dataset, fontsize=9)
+        ax.set(xlabel="", ylabel="test accuracy (%)")
+        ax.tick_params(axis="x", rotation=20, labelsize=8)
         if not tests.empty:
             _mark_tests(ax, data, tests[tests["dataset"] == dataset])
-    fig.tight_layout()
     return fig
 
 
+def per_variant(draw, frame: pd.DataFrame, *args, **kwargs):
+    """``draw(rows of one variant, ...)`` for each dataset (variant) of ``frame``: one figure when
+    the study has one, else ``{variant: figure}`` (the page shows each in the variant's section)."""
+    variants = list(dict.fromkeys(frame["dataset"]))
+    figures = {v: draw(frame[frame["dataset"] == v], *args, **kwargs) for v in variants}
+    return figures if len(variants) > 1 else figures[variants[0]]
+
+
 def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: bool = False, title: str = ""):
-    """One panel per (dataset, model); one line with its band per metric."""
-    import matplotlib.pyplot as plt
+    """One panel per model (wrapped), one line with its band per metric; one figure per variant."""
+    return per_variant(_band_panels, bands, metrics, ylabel, log, title)
+
+
+def _band_panels(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: bool, title: str):
     from matplotlib.ticker import MaxNLocator
 
-    panels = bands[["dataset", "model"]].drop_duplicates().values.tolist()
-    datasets = list(dict.fromkeys(p[0] for p in panels))
-    models = list(dict.fromkeys(p[1] for p in panels))
-    fig, axes = plt.subplots(
-        len(datasets),
-        len(models),
-        figsize=(3.6 * len(models), 3.2 * len(datasets)),
-        squeeze=False,
-        sharey=True,
-    )
+    dataset = bands["dataset"].iloc[0]
+    models = list(dict.fromkeys(bands["model"]))
+    fig, axes = panel_grid(len(models), (3.4, 2.9), f"{title} ({dataset})" if title else dataset, sharey=True)
     colors = dict(zip(metrics, PALETTE, strict=False))
-    for i, dataset in enumerate(datasets):
-        for j, model in enumerate(models):
-            ax = axes[i][j]
-            for metric, label in metrics.items():
-                b = bands[(bands.dataset == dataset) & (bands.model == model) & (bands.metric == metric)]
-                if b.empty:
-                    continue
-                ax.plot(b["epoch"], b["mean"], color=colors[metric], label=label, marker="o", markersize=3)
-                ax.fill_between(b["epoch"], b["low"], b["high"], color=colors[metric], alpha=0.2, linewidth=0)
-            ax.set(title=f"{model}" + (f"\n{dataset}" if len(datasets) > 1 else ""), xlabel="epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if log:
-                ax.set_yscale("log")
-            if j == 0:
-                ax.set_ylabel(ylabel)
-            ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    for ax, model in zip(axes, models, strict=True):
+        for metric, label in metrics.items():
+            b = bands[(bands.model == model) & (bands.metric == metric)]
+            if b.empty:
+                continue
+            ax.plot(b["epoch"], b["mean"], color=colors[metric], label=label, marker="o", markersize=3)
+            ax.fill_between(b["epoch"], b["low"], b["high"], color=colors[metric], alpha=0.2, linewidth=0)
+        ax.set_title(model, fontsize=9)
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     return fig
 
 
@@ -118,6 +116,7 @@ def _test_lines(inputs: ReportInputs, kind: str) -> dict[str, str]:
 
 @figure(
     "learning_curves",
+    section="variant",
     caption="Training accuracy (running mean over each epoch, dropout on) and test accuracy "
     "(eval mode, full test set) per epoch; line = mean over seeds, band = 95 % t-interval.",
 )
@@ -133,6 +132,7 @@ def learning_curves(inputs: ReportInputs):
 
 @figure(
     "generalization_gap",
+    section="variant",
     caption="Train − test accuracy per epoch: a growing gap is memorization, not learning.",
 )
 def generalization_gap(inputs: ReportInputs):
@@ -144,13 +144,14 @@ def generalization_gap(inputs: ReportInputs):
 
 @figure(
     "loss_curves",
-    caption="Training and test loss (log scale). A test loss rising while training loss falls marks "
-    "overfitting.",
+    section="variant",
+    caption="Training and test loss (log scale; line = geometric mean over seeds, band = 95 % t-interval "
+    "of the log loss). A test loss rising while training loss falls marks overfitting.",
 )
 def loss_curves(inputs: ReportInputs):
     lines = _test_lines(inputs, "loss")
     return plot_bands(
-        curve_bands(inputs.epochs, list(lines)),
+        curve_bands(inputs.epochs, list(lines), log=True),
         lines,
         "cross-entropy (log)",
         log=True,
@@ -164,6 +165,7 @@ def _has_corrupted_labels(inputs: ReportInputs) -> bool:
 
 @figure(
     "clean_vs_corrupted",
+    section="variant",
     when=_has_corrupted_labels,
     caption="Running training accuracy on the examples whose labels were kept vs those a control "
     "replaced by random labels: fitting the random ones is memorization.",
@@ -182,19 +184,24 @@ def clean_vs_corrupted(inputs: ReportInputs):
 
 @figure(
     "confusion_matrices",
+    section="variant",
     caption="Where the typical (median-accuracy) seed's final test predictions go, per true class.",
 )
 def confusion_matrices(inputs: ReportInputs):
-    import matplotlib.pyplot as plt
+    return per_variant(_confusion_panels, confusion(inputs.predictions), inputs.class_order)
+
+
+def _confusion_panels(table: pd.DataFrame, class_order: dict):
     import seaborn as sns
 
-    table, class_order = confusion(inputs.predictions), inputs.class_order
-    panels = table[["dataset", "model"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.4), squeeze=False)
-    for ax, (dataset, model) in zip(axes[0], panels, strict=True):
-        names = class_order[dataset]
+    dataset = table["dataset"].iloc[0]
+    names = class_order[dataset]
+    models = list(dict.fromkeys(table["model"]))
+    title = f"Confusion matrices of the median seed (% of each true class), {dataset}"
+    fig, axes = panel_grid(len(models), (3.4, 3.3), title)
+    for ax, model in zip(axes, models, strict=True):
         matrix = (
-            table[(table.dataset == dataset) & (table.model == model)]
+            table[table.model == model]
             .pivot(index="label", columns="predicted", values="fraction_of_true")
             .reindex(index=names, columns=names)
             .fillna(0.0)
@@ -210,20 +217,15 @@ def confusion_matrices(inputs: ReportInputs):
             square=True,
             annot=len(names) <= 10,
             fmt=".0f",
-            annot_kws={"fontsize": 7},
+            annot_kws={"fontsize": 6},
         )
-        ax.set(
-            title=f"{model}" + (f" ({dataset})" if len(class_order) > 1 else ""),
-            xlabel="predicted",
-            ylabel="true",
-        )
-        ax.tick_params(labelsize=7)
-    fig.suptitle("Confusion matrices of the median seed (% of each true class)")
-    fig.tight_layout()
+        ax.set_title(model, fontsize=9)
+        ax.set(xlabel="predicted", ylabel="true")
+        ax.tick_params(labelsize=6)
     return fig
 
 
-GRID_IMAGES = 10  # test images shown per model in the prediction grid
+GRID_IMAGES = 12  # test images shown per model in the prediction grid (a 3 x 4 mosaic)
 
 
 def _gray_or_color(image: np.ndarray) -> str | None:
@@ -232,60 +234,69 @@ def _gray_or_color(image: np.ndarray) -> str | None:
 
 @figure(
     "prediction_grid",
+    section="variant",
     caption="The first test images as each architecture's median seed classifies them: "
     "confident mistakes are the memorizer's signature.",
 )
 def prediction_grid(inputs: ReportInputs):
     """The first test images with each model's prediction and confidence: green right, red wrong.
 
-    Controlled variants show their prepared data's images, before any control.
-    """
-    import matplotlib.pyplot as plt
+    One panel per model (a mosaic of the images); controlled variants show their prepared data's
+    images, before any control."""
+    return per_variant(_prediction_panels, inputs.predictions, inputs)
 
-    predictions = inputs.predictions
-    panels = predictions[["dataset", "model"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(
-        len(panels), GRID_IMAGES, figsize=(1.25 * GRID_IMAGES, 2.1 * len(panels)), squeeze=False
-    )
-    for row, (dataset, model) in enumerate(panels):
-        images = np.load(layout.images_file(inputs.prepared(dataset), "test"), mmap_mode="r")
-        shown = predictions[(predictions.dataset == dataset) & (predictions.model == model)]
-        shown = shown.sort_values("index")
-        for col, p in enumerate(shown.head(GRID_IMAGES).itertuples()):
-            ax = axes[row][col]
-            image = np.asarray(images[p.index]).transpose(1, 2, 0)
-            ax.imshow(image.squeeze(), cmap=_gray_or_color(image))
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(
-                f"{p.predicted}\n{p.confidence:.0%}",
-                fontsize=7,
-                color="#1a7f37" if p.predicted == p.label else "#c62828",
-            )
-            ax.set_xlabel(p.label, fontsize=7)
-        axes[row][0].set_ylabel(model, fontsize=8)
-    fig.suptitle("Test images: predicted class and confidence (green right, red wrong); true class below")
-    fig.tight_layout(h_pad=1.5)
+
+def mosaic(images: list[np.ndarray], columns: int = 4, gap: int = 2) -> tuple[np.ndarray, list[tuple]]:
+    """Images (H, W, C, same size) tiled ``columns`` a row on a white ground: one panel shows many
+    small images. Returns the mosaic and each image's (top, left) corner."""
+    h, w, c = images[0].shape
+    rows = -(-len(images) // columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, c), 255, dtype=np.float32)
+    corners = []
+    for i, image in enumerate(images):
+        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        out[top : top + h, left : left + w] = image
+        corners.append((top, left))
+    return out, corners
+
+
+def _prediction_panels(predictions: pd.DataFrame, inputs: ReportInputs):
+    dataset = predictions["dataset"].iloc[0]
+    images = np.load(layout.images_file(inputs.prepared(dataset), "test"), mmap_mode="r")
+    models = list(dict.fromkeys(predictions["model"]))
+    title = f"Test images: prediction and confidence (green right, red wrong), {dataset}"
+    fig, axes = panel_grid(len(models), (3.4, 3.2), title)
+    for ax, model in zip(axes, models, strict=True):
+        shown = predictions[predictions.model == model].sort_values("index").head(GRID_IMAGES)
+        tiles = [np.asarray(images[i]).transpose(1, 2, 0).astype(np.float32) for i in shown["index"]]
+        picture, corners = mosaic(tiles, columns=4, gap=max(2, tiles[0].shape[0] // 3))
+        ax.imshow(picture.squeeze() / 255, cmap=_gray_or_color(tiles[0]), vmin=0, vmax=1)
+        for (top, left), p in zip(corners, shown.itertuples(), strict=True):
+            color = "#1a7f37" if p.predicted == p.label else "#c62828"
+            ax.text(left, top, f"{p.predicted} {p.confidence:.0%}", fontsize=5.5, color=color, va="bottom")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(model, fontsize=9)
     return fig
 
 
 @figure(
     "class_balance",
+    section="inside",
     caption="Examples per class in the prepared training, validation and test splits "
     "(the class-balance check).",
 )
 def class_balance(inputs: ReportInputs):
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     counts = inputs.counts
     by_data = {inputs.prepared(d): d for d in reversed(list(dict.fromkeys(counts["dataset"])))}
     datasets = list(reversed(by_data.values()))  # one panel per prepared data (variants share it)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 3.6), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    fig, axes = panel_grid(len(datasets), (6.8, 3.4), "Examples per class and split")
+    for ax, dataset in zip(axes, datasets, strict=True):
         sns.barplot(data=counts[counts.dataset == dataset], x="class", y="count", hue="split", ax=ax)
-        ax.set(title=f"{inputs.prepared(dataset)}: examples per class and split", xlabel="")
+        ax.set_title(str(inputs.prepared(dataset)), fontsize=9)
+        ax.set(xlabel="")
         ax.tick_params(axis="x", rotation=30, labelsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -293,37 +304,36 @@ MAPS_SHOWN = 8  # channels shown per convolution in the feature-map figure
 
 
 def _one_feature_map_figure(dataset: str, model: str, seed: int, maps_file, prepared: Path):
-    """One row per convolution call: the test image, then its first channels' outputs."""
-    import matplotlib.pyplot as plt
-
+    """The test image, then one panel per convolution call: its first channels' outputs as a mosaic
+    (each channel scaled to its own range), wrapped like every figure."""
     with np.load(maps_file) as npz:
         image_index = int(npz["image_index"])
         layers = {name: npz[name].astype(np.float32) for name in sorted(npz.files) if name != "image_index"}
     images = np.load(layout.images_file(prepared, "test"), mmap_mode="r")
     image = images[image_index].transpose(1, 2, 0)
-    fig, axes = plt.subplots(
-        len(layers), MAPS_SHOWN + 1, squeeze=False, figsize=(1.3 * (MAPS_SHOWN + 1), 1.45 * len(layers))
-    )
-    for row, (name, maps) in enumerate(layers.items()):
-        axes[row][0].imshow(image.squeeze(), cmap=_gray_or_color(image))
-        shape = "×".join(str(n) for n in maps.shape[:3])
-        axes[row][0].set_ylabel(f"{name.split('_', 1)[1]}\n{shape}", fontsize=7)
-        for col in range(MAPS_SHOWN):
-            ax = axes[row][col + 1]
-            if col < len(maps):
-                ax.imshow(maps[col], cmap="viridis")
-            ax.axis("off")
-        axes[row][0].set_xticks([]), axes[row][0].set_yticks([])
-    fig.suptitle(
+    title = (
         f"{model} ({dataset}, seed={seed}): convolution outputs for test image {image_index}, "
         f"first {MAPS_SHOWN} channels, in call order"
     )
-    fig.tight_layout()
+    fig, axes = panel_grid(1 + len(layers), (3.2, 2.0), title)
+    axes[0].imshow(image.squeeze(), cmap=_gray_or_color(image))
+    axes[0].set_title("input", fontsize=8)
+    for ax, (name, maps) in zip(axes[1:], layers.items(), strict=True):
+        shown = maps[:MAPS_SHOWN]
+        low = shown.min(axis=(1, 2), keepdims=True)
+        span = np.maximum(shown.max(axis=(1, 2), keepdims=True) - low, 1e-12)
+        picture, _ = mosaic(list(((shown - low) / span)[..., None]), columns=4, gap=1)
+        ax.imshow(picture.squeeze(), cmap="viridis", vmin=0, vmax=1)
+        shape = "×".join(str(n) for n in maps.shape[:3])
+        ax.set_title(f"{name.split('_', 1)[1]} ({shape})", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([]), ax.set_yticks([])
     return fig
 
 
 @figure(
     "feature_maps",
+    section="inside",
     when=lambda inputs: not inputs.feature_maps.empty,
     caption="What the typical (median) seed's convolutions compute from one test image (the same "
     "image as the first of the prediction grid): raw convolution outputs, bright = high.",
@@ -349,6 +359,7 @@ def _axis_positions(values: list) -> tuple[dict, bool]:
 
 @figure(
     "against_axis",
+    section="question",
     when=lambda inputs: bool(inputs.varying_axes),
     caption="The study's question against each axis: final test accuracy (solid, 95 % t-interval of the "
     "mean; points: seeds) and training accuracy (dashed), the generalization gap, and the epochs needed to "
@@ -366,7 +377,9 @@ def against_axis(inputs: ReportInputs):
         rows = table[["dataset", *others]].drop_duplicates().values.tolist()
         values = sorted(runs[axis].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
         where, log = _axis_positions(values)
-        fig, axes = plt.subplots(len(rows), 3, figsize=(15, 3.9 * len(rows)), squeeze=False)
+        fig, axes = plt.subplots(
+            len(rows), 3, figsize=(13.5, 3.7 * len(rows)), squeeze=False, layout="constrained"
+        )
         colors = dict(zip(dict.fromkeys(table["model"]), plt.get_cmap("tab10").colors, strict=False))
         for (ax_acc, ax_gap, ax_fit), row in zip(axes, rows, strict=True):
             here = dict(zip(["dataset", *others], row, strict=True))
@@ -409,7 +422,6 @@ def against_axis(inputs: ReportInputs):
                     ax.set_xticks(list(where.values()), [str(v) for v in where], rotation=20)
                 ax.grid(alpha=0.3)
             ax_acc.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
         figures[axis] = fig
     return figures
 
@@ -419,34 +431,31 @@ SAMPLE_TILES = 8  # training tiles shown per class
 
 @figure(
     "sample_tiles",
+    section="inside",
     when=lambda inputs: bool(inputs.image_folders),
     caption="Tiles of the prepared training split per class, before rotation: what the network is given.",
 )
 def sample_tiles(inputs: ReportInputs):
-    """One row per class: unrotated training tiles from as many different source images as possible
-    (the source study's show_batch), to see what the network is given."""
-    import matplotlib.pyplot as plt
-
-    metas, prepared_root = inputs.image_folders, inputs.prepared_root
-    rows = [(d, c) for d, m in metas.items() for c in range(len(m["class_names"]))]
-    fig, axes = plt.subplots(
-        len(rows), SAMPLE_TILES, figsize=(1.1 * SAMPLE_TILES, 1.25 * len(rows)), squeeze=False
-    )
-    for row, (dataset, label) in enumerate(rows):
-        manifest = pd.read_csv(layout.manifest_file(prepared_root / dataset))
+    """One panel per class: unrotated training tiles from as many different source images as
+    possible (the source study's show_batch), to see what the network is given."""
+    metas = inputs.image_folders
+    panels = [(d, c) for d, m in metas.items() for c in range(len(m["class_names"]))]
+    title = "Training tiles per class (unrotated, from different source images)"
+    fig, axes = panel_grid(len(panels), (3.2, 1.9), title)
+    for ax, (dataset, label) in zip(axes, panels, strict=True):
+        prepared = inputs.prepared(dataset)
+        manifest = pd.read_csv(layout.manifest_file(prepared))
         train = manifest[manifest["split"] == "train"].reset_index(drop=True)  # row i = image i
         plain = train[(train["label"] == label) & (train["rotation"] == 0) & (train["flip"] == "none")]
         plain = plain.sort_values(["source", "top", "left"])
         spread = plain.groupby("source").cumcount().rename("k")  # round-robin over the sources
         chosen = plain.assign(k=spread).sort_values(["k", "source"]).head(SAMPLE_TILES).index
-        images = np.load(layout.images_file(prepared_root / dataset, "train"), mmap_mode="r")
-        for col, ax in enumerate(axes[row]):
-            ax.set_xticks([]), ax.set_yticks([])
-            if col < len(chosen):
-                image = np.asarray(images[chosen[col]]).transpose(1, 2, 0)
-                ax.imshow(image.squeeze(), cmap=_gray_or_color(image), vmin=0, vmax=255)
-        name = metas[dataset]["class_names"][label] + (f"\n({dataset})" if len(metas) > 1 else "")
-        axes[row][0].set_ylabel(name, fontsize=8)
-    fig.suptitle("Training tiles per class (unrotated, from different source images)")
-    fig.tight_layout()
+        images = np.load(layout.images_file(prepared, "train"), mmap_mode="r")
+        tiles = [np.asarray(images[i]).transpose(1, 2, 0).astype(np.float32) for i in chosen]
+        if tiles:
+            picture, _ = mosaic(tiles, columns=4, gap=2)
+            ax.imshow(picture.squeeze() / 255, cmap=_gray_or_color(tiles[0]), vmin=0, vmax=1)
+        ax.set_xticks([]), ax.set_yticks([])
+        name = metas[dataset]["class_names"][label] + (f" ({dataset})" if len(metas) > 1 else "")
+        ax.set_title(name, fontsize=8)
     return fig

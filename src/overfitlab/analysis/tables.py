@@ -28,11 +28,16 @@ def final_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["dataset", "model", "seed"]).reset_index(drop=True)
 
 
-def curve_bands(epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LEVEL) -> pd.DataFrame:
+def curve_bands(
+    epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LEVEL, log: bool = False
+) -> pd.DataFrame:
     """Mean over seeds per (dataset, model, metric, epoch) with a t-based confidence band.
 
     The band is mean +/- t(n-1) * sd / sqrt(n): with the few seeds a study affords, the
     t quantile (not 1.96) is what makes it a 95 % interval. With one seed the band is the line.
+    With ``log`` (a quantity drawn on a log axis, such as a loss) the mean and the band are taken
+    of the logarithm and turned back: the geometric mean with a band that stays above zero, where
+    the linear band's lower edge can reach zero or below and fall out of a log plot.
     """
     from scipy import stats
 
@@ -42,11 +47,15 @@ def curve_bands(epochs: pd.DataFrame, metrics: list[str], level: float = BAND_LE
         var_name="metric",
         value_name="value",
     ).dropna(subset=["value"])  # extra test sets
+    if log:
+        long = long[long["value"] > 0].assign(value=lambda d: np.log(d["value"]))
     grouped = long.groupby(["dataset", "model", "metric", "epoch"], sort=True)["value"]
     bands = grouped.agg(mean="mean", sd="std", n="count").reset_index()
     half = stats.t.ppf(0.5 + level / 2, (bands["n"] - 1).clip(lower=1)) * bands["sd"] / np.sqrt(bands["n"])
     half = half.where(bands["n"] > 1, 0.0).fillna(0.0)
     bands["low"], bands["high"] = bands["mean"] - half, bands["mean"] + half
+    if log:
+        bands[["mean", "low", "high"]] = np.exp(bands[["mean", "low", "high"]])
     return bands
 
 

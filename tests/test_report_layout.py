@@ -1,0 +1,227 @@
+"""A report that reads well at any study size: figures wrap (at most 4 panels a row, never wider than
+figures.MAX_WIDTH), log bands stay inside the plot, the page is navigable (contents, the study's
+question first, one collapsible section per variant, tables sorted by a click in a real browser)."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from overfitlab.analysis import figures, plots, tables  # noqa: F401  (plots registers the figures)
+
+MODELS = ["mlp_300_100", "mlp_300_100_dropout", "cnn_pool", "cnn_no_pool", "deep_network"]
+NOISE = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def big_study(tmp_path: Path) -> figures.ReportInputs:
+    """collect's outputs for 6 variants (a label-noise axis) x 5 models x 3 seeds x 6 epochs."""
+    rng = np.random.default_rng(0)
+    classes = [f"class {i}" for i in range(10)]
+    prepared = tmp_path / "data/prepared/fashion_mnist"
+    prepared.mkdir(parents=True)
+    np.save(prepared / "test_images.npy", rng.integers(0, 255, (20, 1, 28, 28), dtype=np.uint8))
+    epochs, runs, predictions, counts = [], [], [], []
+    for p in NOISE:
+        dataset = f"fashion_mnist+label_noise={p}"
+        for split, n in (("train", 50), ("val", 10), ("test", 20)):
+            counts += [{"dataset": dataset, "split": split, "class": c, "count": n} for c in classes]
+        for model in MODELS:
+            for seed in range(3):
+                acc = np.clip(0.5 + 0.08 * np.arange(1, 7) - 0.3 * p + rng.normal(0, 0.02, 6), 0, 1)
+                loss = np.exp(-np.arange(1, 7) / 3) * rng.uniform(0.01, 3, 6)  # wide spread: a log axis
+                key = {"dataset": dataset, "model": model, "seed": seed}
+                epochs.append(
+                    pd.DataFrame(
+                        {
+                            **key,
+                            "epoch": range(1, 7),
+                            "train_acc": acc,
+                            "test_acc": acc - 0.1,
+                            "val_acc": acc,
+                            "train_loss": loss,
+                            "test_loss": 2 * loss,
+                            "val_loss": loss,
+                        }
+                    ).assign(gap_acc=0.1, gap_loss=loss, label_noise=p)
+                )
+                runs.append(
+                    {
+                        **key,
+                        "source_dataset": "fashion_mnist",
+                        "label_noise": p,
+                        "n_params": 1000,
+                        "final_test_acc": acc[-1] - 0.1,
+                        "final_train_acc": acc[-1],
+                        "final_val_acc": acc[-1],
+                        "final_gap_acc": 0.1,
+                        "best_val_epoch": 6,
+                        "test_acc_at_best_val": acc[-1] - 0.1,
+                        "oracle_best_test_acc": acc[-1] - 0.1,
+                        "fit_epoch": np.nan,
+                        "epochs": 6,
+                        "git_commit": "c",
+                        "prepared": str(prepared),
+                        "status": "complete",
+                    }
+                )
+            labels = rng.integers(0, 10, 20)
+            predictions.append(
+                pd.DataFrame(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "seed": 1,
+                        "index": range(20),
+                        "label": [classes[i] for i in labels],
+                        "predicted": [classes[i] for i in rng.integers(0, 10, 20)],
+                        "confidence": rng.uniform(0.1, 1, 20),
+                    }
+                )
+            )
+    return figures.ReportInputs(
+        epochs=pd.concat(epochs, ignore_index=True),
+        runs=pd.DataFrame(runs),
+        predictions=pd.concat(predictions, ignore_index=True),
+        counts=pd.DataFrame(counts),
+        feature_maps=pd.DataFrame(columns=["dataset", "model", "seed", "path"]),
+        prepared_root=tmp_path / "data/prepared",
+        diverged=pd.DataFrame(),
+        axes={"label_noise": "train.label_noise"},
+    )
+
+
+def panels_per_row(fig) -> int:
+    fig.draw_without_rendering()
+    rows: dict[float, int] = {}
+    for ax in fig.axes:
+        if ax.get_visible():
+            top = round(ax.get_position().y1, 2)
+            rows[top] = rows.get(top, 0) + 1
+    return max(rows.values())
+
+
+@pytest.mark.slow
+def test_every_figure_wraps_and_fits_the_page_at_any_study_size(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    inputs = big_study(tmp_path)
+    drawn = 0
+    for spec in figures.REGISTRY.values():
+        if not spec.when(inputs):
+            continue
+        result = spec.draw(inputs)
+        for key, fig in result.items() if isinstance(result, dict) else [(None, result)]:
+            name = f"{spec.name} {key or ''}"
+            assert fig.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-9, name
+            assert panels_per_row(fig) <= figures.MAX_COLUMNS, name
+            width = Image.open(io.BytesIO(figures.png(fig))).size[0]
+            assert width <= figures.MAX_WIDTH * figures.DPI * 1.05, (name, width)  # tight bbox: a margin
+            plt.close(fig)
+            drawn += 1
+    assert drawn >= 6 * 5  # per-variant figures: one per variant, not one row of 30 panels
+
+
+def test_log_bands_stay_above_zero_where_the_linear_band_would_not():
+    epochs = pd.DataFrame(
+        {"dataset": "d", "model": "m", "seed": [0, 1], "epoch": 1, "test_loss": [0.01, 2.0]}
+    )
+    linear = tables.curve_bands(epochs, ["test_loss"]).iloc[0]
+    assert linear["low"] <= 0  # the premise: a linear band leaves a log plot
+    logged = tables.curve_bands(epochs, ["test_loss"], log=True).iloc[0]
+    assert 0 < logged["low"] < logged["mean"] < logged["high"]
+    assert logged["mean"] == pytest.approx(np.sqrt(0.01 * 2.0))  # the geometric mean
+
+
+@pytest.mark.slow
+def test_the_page_puts_the_question_first_and_is_navigable(tmp_path):
+    from overfitlab.analysis import page
+
+    inputs = big_study(tmp_path)
+    rendered = figures.render(inputs)
+    axis = {"label_noise": tables.axis_table(inputs.runs, "label_noise", [])}
+    html = page.render_html(
+        inputs,
+        rendered,
+        tables.summary_table(inputs.runs),
+        pd.DataFrame(),
+        pd.DataFrame(
+            {
+                "dataset": ["x"],
+                "model": ["m"],
+                "class": ["a"],
+                "precision": [1.0],
+                "recall": [1.0],
+                "f1": [1.0],
+                "support": [1],
+            }
+        ),
+        axis,
+    )
+    order = [
+        html.index(s)
+        for s in ('id="summary"', 'id="against-label_noise"', 'id="comparisons"', 'id="figures-variant"')
+    ]
+    assert order == sorted(order)
+    assert html.count('<details id="figures-variant-') == len(NOISE)  # one per variant, collapsible
+    for anchor in set(re.findall(r'href="#([^"]+)"', html)):
+        assert f'id="{anchor}"' in html, anchor
+    assert "table sortable" in html and "<script>" in html and "http" not in html.split("<script>")[1]
+
+
+@pytest.mark.slow
+def test_tables_sort_by_a_click_in_a_real_browser(tmp_path):
+    from browser import Chromium
+    from overfitlab.analysis import page
+
+    inputs = big_study(tmp_path)
+    summary = tables.summary_table(inputs.runs)
+    html = page.render_html(
+        inputs,
+        [],
+        summary,
+        pd.DataFrame(),
+        pd.DataFrame(
+            {
+                "dataset": ["x"],
+                "model": ["m"],
+                "class": ["a"],
+                "precision": [1.0],
+                "recall": [1.0],
+                "f1": [1.0],
+                "support": [1],
+            }
+        ),
+        {},
+    )
+    (tmp_path / "index.html").write_text(html)
+    browser = Chromium(tmp_path / "profile")
+    try:
+        browser.open((tmp_path / "index.html").as_uri())
+        browser.wait_for("document.querySelectorAll('table.sortable').length > 0")
+        column = "final test acc (%)"
+        read = (
+            "Array.from(document.querySelector('table.sortable').tBodies[0].rows).map(r => "
+            "parseFloat(r.children[[...document.querySelector('table.sortable thead tr').children]"
+            f".findIndex(th => th.textContent === '{column}')].textContent))"
+        )
+        before = browser.evaluate(read)
+        assert before != sorted(before)
+        click = (
+            "[...document.querySelector('table.sortable thead tr').children]"
+            f".find(th => th.textContent === '{column}').click()"
+        )
+        browser.evaluate(click)
+        assert browser.evaluate(read) == sorted(before)
+        browser.evaluate(click)
+        assert browser.evaluate(read) == sorted(before, reverse=True)
+    finally:
+        browser.close()
