@@ -72,3 +72,32 @@ def test_feature_maps_are_every_convolution_call_in_order():
     assert torch.allclose(maps["01_entry_conv"], expected.detach())
     assert net.training  # the caller's mode is restored
     assert conv_feature_maps(MLP(1, 28, 10, hidden=[20]), image) == {}
+
+
+def test_model_init_keras_gives_glorot_weights_and_zero_biases_and_null_keeps_the_default(project):
+    """model.init: keras is what the source studies' Keras networks started from; null changes nothing."""
+    import math
+
+    from conftest import compose
+    from overfitlab.training.fitting import build_classifier
+    from overfitlab.training.models.layers import initialize
+
+    torch.manual_seed(0)
+    default = DeepNetwork(1, 28, 10)
+    torch.manual_seed(0)
+    same = initialize(DeepNetwork(1, 28, 10), None)
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), same.state_dict().values()))
+    keras = initialize(DeepNetwork(1, 28, 10), "keras")
+    layers = [m for m in keras.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    for layer in layers:
+        assert torch.count_nonzero(layer.bias) == 0
+        fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(layer.weight)
+        assert layer.weight.abs().max() <= math.sqrt(6 / (fan_in + fan_out))
+    # Through the config, as a run builds it
+    cfg = compose("train", ["model=mlp_300_100", "model.init=keras"])
+
+    class Data:
+        in_channels, image_size, num_classes, images = 1, 28, 10, {}
+
+    net = build_classifier(cfg, Data()).net
+    assert all(torch.count_nonzero(m.bias) == 0 for m in net.modules() if isinstance(m, torch.nn.Linear))

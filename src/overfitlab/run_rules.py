@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .checks import choice, flag, int_value, positive_int, positive_number
 from .data import controls
+from .training.models.layers import INITS
 
 
 def check_run_config(cfg) -> None:
@@ -33,6 +34,7 @@ def check_run_config(cfg) -> None:
         )
     choice(stopping.monitor, "trainer.early_stopping.monitor (never a test metric)", ("val_acc", "val_loss"))
     choice(stopping.mode, "trainer.early_stopping.mode", ("max", "min"))
+    choice(cfg.model.get("init"), "model.init (null: the framework's default)", INITS)
     flag(trainer.vectorize_seeds, "trainer.vectorize_seeds", also=("auto",))
     flag(trainer.allow_tf32, "trainer.allow_tf32")
     positive_number(cfg.optimizer.get("lr"), "train.lr")

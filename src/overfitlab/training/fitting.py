@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from ..data.datasets import PreparedDataset
 from ..errors import require
 from .batches import SeedBatches, TensorBatches
-from .models.layers import count_parameters
+from .models.layers import count_parameters, initialize
 
 # Optimizers whose update is element-wise: one over stacked seeds makes each seed's own updates.
 ELEMENTWISE_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
@@ -74,6 +74,7 @@ def build_classifier(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
     net = instantiate(
         cfg.model.net, in_channels=data.in_channels, image_size=data.image_size, num_classes=data.num_classes
     )
+    initialize(net, cfg.model.get("init"))
     extra_tests = [s for s in data.images if s.startswith("test@")]  # named extra test sets
     eval_names = ["val", "test"] + extra_tests + (["train_eval"] if cfg.trainer.train_eval_pass else [])
     module = Classifier(net, instantiate(cfg.optimizer), eval_names, batch_size=cfg.trainer.batch_size)

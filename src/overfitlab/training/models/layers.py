@@ -35,6 +35,23 @@ def pool_fits(size: int, kernel: int, stride: int, min_size: int) -> bool:
     return (size - kernel) // stride + 1 >= min_size
 
 
+INITS = (None, "keras")  # model.init
+
+
+def initialize(net: nn.Module, init: str | None) -> nn.Module:
+    """``model.init``: ``null`` keeps the framework's default (PyTorch's); ``keras`` gives every dense
+    and convolution layer Glorot-uniform weights and zero biases, as Keras' ``Dense`` and ``Conv2D``
+    do (the source studies' networks), drawn in module order from torch's seeded generator."""
+    if init is None:
+        return net
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return net
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
