@@ -296,6 +296,7 @@ def test_summary_json_keeps_its_keys(project):
     assert set(summary["fashion_mnist"]["model_d"]) == {
         "n_seeds",
         "n_params",
+        "n_at_chance",
         *(f"{m}_{s}" for m in ("test_acc", "train_acc", "val_acc", "gap_acc") for s in ("mean", "sd")),
     }
 
@@ -517,3 +518,25 @@ def test_a_diverged_run_is_listed_and_left_out_of_every_statistic(project):
     assert "Diverged runs (left out of every statistic below)" in html
     comparisons = pd.read_csv(project / "reports/figures/comparisons.csv").iloc[0]
     assert (comparisons.n_a, comparisons.n_b) == (2, 1)
+
+
+def test_a_run_that_never_left_chance_is_flagged_kept_in_the_statistics_and_listed(project):
+    write_known_runs(project)
+    metrics = project / "runs/fashion_mnist/mlp_300_100/seed=1/metrics.csv"
+    table = pd.read_csv(metrics)
+    table["train_acc"] = [0.50, 0.49, 0.51]  # two classes: chance is 50 %
+    table.to_csv(metrics, index=False)
+    collect()
+    runs = pd.read_csv(project / "reports/metrics/runs.csv").set_index(["model", "seed"])
+    assert runs["at_chance"].to_dict() == {
+        ("mlp_300_100", 0): False,
+        ("mlp_300_100", 1): True,
+        ("model_d", 0): False,
+        ("model_d", 1): False,
+    }
+    summary = json.loads((project / "reports/metrics/summary.json").read_text())["fashion_mnist"]
+    assert summary["mlp_300_100"]["n_at_chance"] == 1 and summary["mlp_300_100"]["n_seeds"] == 2
+    assert summary["mlp_300_100"]["train_acc_mean"] == pytest.approx((0.70 + 0.3 + 0.51) / 2)  # kept
+    html = report().read_text()
+    section = html.split('id="at-chance"')[1].split("<h2")[0]
+    assert "never left chance" in html and "mlp_300_100" in section and "model_d" not in section

@@ -210,6 +210,10 @@ def add_derived(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 FIT_THRESHOLD = 0.99  # "time to fit": first epoch whose running training accuracy reaches 99 %
+# "never left chance": a final training accuracy within this many points (fraction) of 1/K, the
+# accuracy of a constant guess; such a run learned nothing (e.g. a seed whose first steps found no
+# gradient to follow). Kept in every statistic, and said so: the reader sees why an interval is wide.
+CHANCE_MARGIN = 0.02
 
 
 def epoch_of(epochs: pd.DataFrame, metric: str, best: str = "max") -> pd.DataFrame:
@@ -241,6 +245,8 @@ def summarize_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     fitted = epochs[epochs["train_acc"] >= FIT_THRESHOLD].groupby(KEYS)["epoch"].min().rename("fit_epoch")
     table = runs.merge(final, on=KEYS).merge(best_val, on=KEYS, how="left").merge(oracle, on=KEYS)
     table = table.merge(min_loss, on=KEYS).merge(fitted.reset_index(), on=KEYS, how="left")
+    chance = 1 / table["class_names"].map(len)
+    table["at_chance"] = table["final_train_acc"] <= chance + CHANCE_MARGIN
     return table.sort_values(KEYS).reset_index(drop=True)
 
 
@@ -248,7 +254,11 @@ def metrics_summary(run_table: pd.DataFrame) -> dict:
     """Nested {dataset: {model: {...}}} of means and sds, for `dvc metrics show/diff`."""
     out: dict = {}
     for (dataset, model), group in run_table.groupby(["dataset", "model"], sort=True):
-        entry = {"n_seeds": int(len(group)), "n_params": int(group["n_params"].iloc[0])}
+        entry = {
+            "n_seeds": int(len(group)),
+            "n_params": int(group["n_params"].iloc[0]),
+            "n_at_chance": int(group["at_chance"].sum()),  # kept in the means below (collect: CHANCE_MARGIN)
+        }
         extras = [
             f"final_test_acc/{n}"
             for n in extra_test_sets(group.columns)
@@ -383,6 +393,10 @@ def collect(
         curve = _csv(group.drop(columns=["dataset", "model"]))
         atomic_write_text(out / "curves" / f"{dataset}__{model}.csv", curve)
     note = f" ({len(diverged)} diverged run(s) listed, left out of the statistics)" if len(diverged) else ""
+    stuck = run_table[run_table["at_chance"]]
+    if len(stuck):
+        names = ", ".join(f"{r.dataset} {r.model} seed={r.seed}" for r in stuck.itertuples())
+        note += f"; {len(stuck)} run(s) never left chance (kept in the statistics): {names}"
     print(f"collected {len(run_table)} runs, {len(epochs)} epoch rows -> {out}/{note}", file=sys.stderr)
     return epochs
 

@@ -53,6 +53,7 @@ def summary_html(df: pd.DataFrame) -> str:
                 f"{e:g} ({n})" if n else "never (0)"
                 for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"], strict=True)
             ],
+            "seeds that never left chance": df["seeds_at_chance"],
             "confidently wrong (%)": _fmt(df["conf_wrong_mean"], "{:.2f}"),
             "ECE": _fmt(df["ece_mean"], "{:.3f}"),
             **{
@@ -178,6 +179,14 @@ PROVENANCE = [
 ]
 
 
+AT_CHANCE = ["dataset", "model", "seed", "final_train_acc", "final_test_acc", "epochs", "config_hash"]
+
+
+def _at_chance(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose final training accuracy stayed at chance (collect's ``at_chance``)."""
+    return runs[runs["at_chance"].fillna(False).astype(bool)] if "at_chance" in runs else runs.iloc[:0]
+
+
 DIVERGED = ["dataset", "model", "seed", "diverged_epoch", "epochs", "device", "config_hash", "mlflow_run_id"]
 
 
@@ -253,4 +262,5 @@ def render_html(
             runs[[c for c in PROVENANCE if c in runs]], sortable=True, float_format=lambda v: f"{v:.4g}"
         ),
         diverged=_html(inputs.diverged[DIVERGED]) if len(inputs.diverged) else None,
+        at_chance=_html(at_chance[AT_CHANCE]) if len(at_chance := _at_chance(runs)) else None,
     )

@@ -96,6 +96,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "oracle_best_test_acc_mean": 100 * g["oracle_best_test_acc"].mean(),
                 "fit_epoch_median": _median(g["fit_epoch"]),
                 "seeds_fitted": int(g["fit_epoch"].notna().sum()),
+                "seeds_at_chance": int(g["at_chance"].sum()) if "at_chance" in g else 0,
                 "conf_wrong_mean": 100 * g.get("final_test_conf_wrong", pd.Series(dtype=float)).mean(),
                 "ece_mean": g.get("final_test_ece", pd.Series(dtype=float)).mean(),
                 **{
