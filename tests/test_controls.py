@@ -195,11 +195,13 @@ def test_training_with_random_labels_reports_clean_and_corrupted_accuracy(prepar
             ],
         )
     )
-    run_dir = project / "runs" / "fashion_mnist+labels0.5" / "mlp_300_100" / "seed=0"
+    run_dir = (
+        project / "runs" / "fashion_mnist" / "mlp_300_100" / "seed=0"
+    )  # in-process: no command-line axes
     table = pd.read_csv(run_dir / "metrics.csv")
     assert {"train_clean_acc", "train_corrupted_acc", "test_conf_wrong", "test_ece"} <= set(table.columns)
-    assert (table.dataset == "fashion_mnist+labels0.5").all()
-    assert summary["dataset"] == "fashion_mnist+labels0.5"
+    assert (table.dataset == "fashion_mnist").all()
+    assert summary["dataset"] == "fashion_mnist" and summary["axes"] == {}
     relabelled = pd.read_csv(run_dir / "train_labels.csv")
     assert len(relabelled) == 200 and relabelled.drawn.sum() == 100
     # Only labels that really changed count as corrupted (uniform draws keep about 1 in 10).

@@ -147,7 +147,8 @@ def test_the_study_opens_on_its_training_runs_with_their_dataset_and_charts(ui, 
             while (box && !/\((\w+)\)/.test(box.innerText)) box = box.parentElement;
             return [box.innerText.match(/\((\w+)\)/)[1], plot.data[0].x, plot.data[0].y];
         })""")
-        table = pd.read_csv(project / "runs/fashion_mnist/mlp_300_100/seed=0/metrics.csv")
+        (metrics,) = (project / "runs/fashion_mnist/mlp_300_100").glob("**/seed=0/metrics.csv")
+        table = pd.read_csv(metrics)
         assert sorted(metric for metric, _, _ in drawn) == ["test_acc", "train_acc", "val_acc"]
         for metric, steps, values in drawn:
             assert steps == table.epoch.tolist() == [1, 2, 3], metric

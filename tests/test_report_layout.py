@@ -95,6 +95,18 @@ def big_study(tmp_path: Path) -> figures.ReportInputs:
     )
 
 
+def render_page(inputs: figures.ReportInputs, rendered: list, axis_tables: dict) -> str:
+    """The page of ``inputs`` with these figures and axis tables (no comparisons, one per-class row)."""
+    from overfitlab.analysis import page
+
+    scores = pd.DataFrame(
+        {"dataset": ["x"], "model": ["m"], "class": ["a"], "precision": [1.0], "recall": [1.0], "f1": [1.0]}
+    ).assign(support=1)
+    return page.render_html(
+        inputs, rendered, tables.summary_table(inputs.runs), pd.DataFrame(), scores, axis_tables
+    )
+
+
 def panels_per_row(fig) -> int:
     fig.draw_without_rendering()
     rows: dict[float, int] = {}
@@ -143,29 +155,11 @@ def test_log_bands_stay_above_zero_where_the_linear_band_would_not():
 
 @pytest.mark.slow
 def test_the_page_puts_the_question_first_and_is_navigable(tmp_path):
-    from overfitlab.analysis import page
 
     inputs = big_study(tmp_path)
     rendered = figures.render(inputs)
     axis = {"label_noise": tables.axis_table(inputs.runs, "label_noise", [])}
-    html = page.render_html(
-        inputs,
-        rendered,
-        tables.summary_table(inputs.runs),
-        pd.DataFrame(),
-        pd.DataFrame(
-            {
-                "dataset": ["x"],
-                "model": ["m"],
-                "class": ["a"],
-                "precision": [1.0],
-                "recall": [1.0],
-                "f1": [1.0],
-                "support": [1],
-            }
-        ),
-        axis,
-    )
+    html = render_page(inputs, rendered, axis)
     order = [
         html.index(s)
         for s in ('id="summary"', 'id="against-label_noise"', 'id="comparisons"', 'id="figures-variant"')
@@ -180,28 +174,9 @@ def test_the_page_puts_the_question_first_and_is_navigable(tmp_path):
 @pytest.mark.slow
 def test_tables_sort_by_a_click_in_a_real_browser(tmp_path):
     from browser import Chromium
-    from overfitlab.analysis import page
 
     inputs = big_study(tmp_path)
-    summary = tables.summary_table(inputs.runs)
-    html = page.render_html(
-        inputs,
-        [],
-        summary,
-        pd.DataFrame(),
-        pd.DataFrame(
-            {
-                "dataset": ["x"],
-                "model": ["m"],
-                "class": ["a"],
-                "precision": [1.0],
-                "recall": [1.0],
-                "f1": [1.0],
-                "support": [1],
-            }
-        ),
-        {},
-    )
+    html = render_page(inputs, [], {})
     (tmp_path / "index.html").write_text(html)
     browser = Chromium(tmp_path / "profile")
     try:

@@ -228,3 +228,11 @@ def test_summary_table_interval_stays_within_0_and_100_percent():
     )
     row = summary_table(runs).iloc[0]
     assert (row.test_acc_ci_low, row.test_acc_ci_high) == (0.0, 100.0)
+
+
+def test_mann_whitney_refuses_an_empty_group():
+    """An empty group has no rank sum; it used to come back as p = 0, a "significant" difference."""
+    with pytest.raises(ValueError, match="two non-empty groups"):
+        st.mann_whitney([], [0.9, 0.8])
+    with pytest.raises(ValueError, match="two non-empty groups"):
+        st.mann_whitney([0.9], [])

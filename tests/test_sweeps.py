@@ -35,8 +35,14 @@ def mlflow_runs(project: Path, experiment: str = "test-study"):
     return client, parents, children
 
 
+def run_dir(project: Path, model: str, seed: int) -> Path:
+    """The run's directory, below any axis parts the command line's overrides add (epochs=2/...)."""
+    found = sorted((project / "runs/fashion_mnist" / model).glob(f"**/seed={seed}"))
+    return found[0] if found else project / "runs/fashion_mnist" / model / f"seed={seed}"
+
+
 def done(project: Path, model: str, seed: int) -> dict | None:
-    path = project / "runs/fashion_mnist" / model / f"seed={seed}" / "done.json"
+    path = run_dir(project, model, seed) / "done.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -89,7 +95,7 @@ def test_diverged_and_failed_runs_do_not_stop_the_sweep(prepared, project):
     diverged, ok = done(project, "mlp_300_100", 0), done(project, "model_a", 0)
     assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 1 and diverged["final"] == {}
     assert ok["epochs"] == 2 and "status" not in ok
-    broken_dir = project / "runs/fashion_mnist/broken/seed=0"
+    broken_dir = run_dir(project, "broken", 0)
     assert done(project, "broken", 0) is None and (broken_dir / "failed.json").exists()
     assert "failed.json" in result.stderr
 
@@ -129,9 +135,7 @@ def test_a_sweep_killed_mid_run_leaves_its_parent_killed_at_the_next_start(prepa
     try:
         deadline = time.time() + 300
         # Killed once seed 0 is done and seed 1 is training (its MLflow child run exists).
-        while not (
-            (project / "runs/fashion_mnist/mlp_300_100/seed=1").exists() and len(mlflow_runs(project)[2]) == 2
-        ):
+        while not (run_dir(project, "mlp_300_100", 1).exists() and len(mlflow_runs(project)[2]) == 2):
             assert process.poll() is None and time.time() < deadline, "the sweep ended before the kill"
             time.sleep(0.5)
     finally:

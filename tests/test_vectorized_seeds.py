@@ -127,6 +127,9 @@ def run_files(project):
     return {p.relative_to(project / "runs").as_posix() for p in (project / "runs").rglob("*") if p.is_file()}
 
 
+RUNS = "runs/fashion_mnist/model_d/dropout=0"  # the command line's model.net.dropout=0 is an axis of it
+
+
 @pytest.mark.slow
 def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(prepared, project):
     from mlflow.tracking import MlflowClient
@@ -143,20 +146,18 @@ def test_multirun_trains_the_seeds_together_with_the_outputs_of_sequential_runs(
     sequential = run_cli(*args, "trainer.vectorize_seeds=false")
     assert sequential.returncode == 0, sequential.stderr[-2000:]
     files = run_files(project)
-    done = {
-        s: json.loads((project / f"runs/fashion_mnist/model_d/seed={s}/done.json").read_text())
-        for s in (0, 1)
-    }
-    tables = {s: pd.read_csv(project / f"runs/fashion_mnist/model_d/seed={s}/metrics.csv") for s in (0, 1)}
+    done = {s: json.loads((project / f"{RUNS}/seed={s}/done.json").read_text()) for s in (0, 1)}
+    tables = {s: pd.read_csv(project / f"{RUNS}/seed={s}/metrics.csv") for s in (0, 1)}
     (project / "runs").rename(project / "runs_sequential")
 
     together = run_cli(*args, "trainer.vectorize_seeds=true")
     assert together.returncode == 0, together.stderr[-2000:]
     assert together.stderr.count("✓ fashion_mnist model_d") == 2  # both seeds finished in the first job ...
-    assert "= fashion_mnist model_d seed=1: already trained" in together.stderr  # ... the second job skips
+    # ... the second job skips
+    assert "= fashion_mnist model_d dropout=0 seed=1: already trained" in together.stderr
     assert run_files(project) == files  # the same files: metrics, config, predictions, feature maps, done
     for s in (0, 1):
-        run_dir = project / f"runs/fashion_mnist/model_d/seed={s}"
+        run_dir = project / f"{RUNS}/seed={s}"
         summary = json.loads((run_dir / "done.json").read_text())
         assert summary["config_hash"] == done[s]["config_hash"]  # the same run identity, so collect keeps it
         assert summary["device"].endswith("2 seeds vectorized)") and "vectorized" not in done[s]["device"]

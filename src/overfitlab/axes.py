@@ -10,8 +10,9 @@ Every axis is handled by the code below, whatever the key:
   (``column``) to ``runs.csv`` and ``epochs.parquet``; the report groups and plots by them;
 * axes on ``prepare.*`` make one prepared data variant per value (``prepared_dir``).
 
-A command-line multirun that sweeps a key which is not a study axis (``train.lr=0.01,100``) makes
-it an axis of that sweep (``SWEEP_AXES_ENV``), so its jobs never share a directory.
+A key the command line sets that is not a study axis (``train.lr=0.01,100`` in a sweep, or
+``train.epochs=5`` for one run) is an axis of that command (``COMMAND_LINE_AXES_ENV``): its runs go
+to directories of their own, so they never share one with each other or replace the study's runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from pathlib import Path
 from .errors import require
 
 FIXED = ("dataset", "model", "seed")  # axes of their own: study.datasets, study.models, study.seeds
-SWEEP_AXES_ENV = "OVERFITLAB_SWEEP_AXES"  # keys a command-line multirun sweeps (set by study.preflight)
+COMMAND_LINE_AXES_ENV = "OVERFITLAB_COMMAND_LINE_AXES"  # keys the command line sets (study.preflight)
+# Keys of a run config that are not part of what a run is: where its files and logs go, and the
+# speed-only trainer settings (runs.SPEED_ONLY_TRAINER_KEYS); setting them never makes an axis.
+NOT_AXES = (
+    "hydra",
+    "mlflow",
+    "paths",
+    "study",
+    "trainer.progress_bar",
+    "trainer.examples_per_step",
+    "trainer.vectorize_seeds",
+    "trainer.threads",
+)
 PREPARE = "prepare."
 
 
@@ -101,9 +114,14 @@ def label(values: dict) -> str:
     return " ".join(dir_parts(values))
 
 
-def sweep_axes() -> list[str]:
-    """Keys a command-line multirun sweeps besides the study's axes (see the module docstring)."""
-    return [k for k in os.environ.get(SWEEP_AXES_ENV, "").split(",") if k]
+def command_line_axes() -> list[str]:
+    """Keys the command line sets besides the study's axes (see the module docstring)."""
+    return [k for k in os.environ.get(COMMAND_LINE_AXES_ENV, "").split(",") if k]
+
+
+def is_run_key(key: str) -> bool:
+    """A dotted config key that changes what a run is (not a config group, a path or a speed setting)."""
+    return "." in key and "/" not in key and not any(key == n or key.startswith(n + ".") for n in NOT_AXES)
 
 
 def run_values(cfg) -> dict:
@@ -111,7 +129,7 @@ def run_values(cfg) -> dict:
     from omegaconf import OmegaConf
 
     keys = list((OmegaConf.select(cfg, "study.axes") or {}).keys())
-    keys += [k for k in sweep_axes() if k not in keys]
+    keys += [k for k in command_line_axes() if k not in keys]
     values = {}
     for key in keys:
         value = OmegaConf.select(cfg, key, throw_on_missing=False)

@@ -66,10 +66,13 @@ def _tables(inputs: ReportInputs) -> dict[str, tuple]:
     """The report's tables (``reports/figures/<name>.csv``) with their CSV float format."""
     others = {axis: [a for a in inputs.varying_axes if a != axis] for axis in inputs.varying_axes}
     return {
-        "summary": (summary_table(inputs.runs), "%.4f"),
+        "summary": (summary_table(inputs.runs, inputs.n_test), "%.4f"),
         "comparisons": (pairwise(final_accuracy(inputs.runs)), "%.6g"),
         "per_class_scores": (per_class_scores(inputs.predictions), "%.6g"),
-        **{f"against_{a}": (axis_table(inputs.runs, a, others[a]), "%.4f") for a in inputs.varying_axes},
+        **{
+            f"against_{a}": (axis_table(inputs.runs, a, others[a], inputs.n_test), "%.4f")
+            for a in inputs.varying_axes
+        },
     }
 
 

@@ -35,6 +35,8 @@ def check_run_config(cfg) -> None:
     choice(stopping.monitor, "trainer.early_stopping.monitor (never a test metric)", ("val_acc", "val_loss"))
     choice(stopping.mode, "trainer.early_stopping.mode", ("max", "min"))
     choice(cfg.model.get("init"), "model.init (null: the framework's default)", INITS)
+    if "width" in cfg.model:  # the capacity of a width-parametrized family (conf/model/*_width.yaml)
+        int_value(cfg.model.width, "model.width", low=1, what="a positive integer (the layer width k)")
     flag(trainer.vectorize_seeds, "trainer.vectorize_seeds", also=("auto",))
     flag(trainer.allow_tf32, "trainer.allow_tf32")
     positive_number(cfg.optimizer.get("lr"), "train.lr")

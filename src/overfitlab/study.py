@@ -11,7 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from . import resolvers  # noqa: F401  (registers conf/'s resolvers for every entry point)
-from .axes import FIXED, SWEEP_AXES_ENV, combinations, override_value, sweep_overrides
+from .axes import COMMAND_LINE_AXES_ENV, FIXED, combinations, is_run_key, override_value, sweep_overrides
 from .axes import parse as parse_axes
 from .checks import is_int
 from .errors import ConfigError, exit_on_config_error, require
@@ -127,9 +127,11 @@ def preflight(argv: list[str]) -> list[str]:
     """Check params.yaml's study and the command line before Hydra starts, so a typo is one line naming
     the key and the allowed values, not a Hydra traceback; returns the command line to run.
 
-    In a multirun the study's axes become sweep overrides, and a key the command line sweeps that is
-    not a study axis becomes an axis of this sweep (``axes.SWEEP_AXES_ENV``): no two jobs of a sweep
-    share a run directory. A sweep over a config group other than dataset and model is refused.
+    A key the command line sets that is not a study axis becomes an axis of this command
+    (``axes.COMMAND_LINE_AXES_ENV``): no two jobs of a sweep share a run directory, and a run with
+    other settings than the study's never replaces one of the study's runs. In a multirun the
+    study's axes become sweep overrides; a sweep over a config group other than dataset and model
+    is refused.
     """
     conf_dir = project_root() / "conf"
     study = load_study(conf_dir=conf_dir)
@@ -140,17 +142,17 @@ def preflight(argv: list[str]) -> list[str]:
         allowed = sorted(p.stem for p in (Path(conf_dir) / key).glob("*.yaml"))
         for name in value.split(","):
             require(name in allowed, f"{key}={name!r} is not in conf/{key}/; allowed: {allowed}")
+    given = [a.partition("=")[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")]
+    own = [k for k in dict.fromkeys(given) if is_run_key(k) and k not in study.axes]
+    os.environ[COMMAND_LINE_AXES_ENV] = ",".join(own)
     if not any(a in ("-m", "--multirun") for a in argv):
         return argv
-    swept = swept_keys(argv)
-    for key in swept:
+    for key in swept_keys(argv):
         require(
             key in ("dataset", "model") or key not in CONFIG_GROUPS,
             f"{key}=...: a sweep over conf/{key}/ would put its runs in one directory; run one sweep "
             f"(or one study) per {key}, or sweep the keys that differ (e.g. train.lr)",
         )
-    own = [k for k in swept if k not in FIXED and k not in study.axes and not k.startswith("hydra")]
-    os.environ[SWEEP_AXES_ENV] = ",".join(own)
     argv = [*argv, *sweep_overrides(study.axes, argv)]
     check_axes(study, conf_dir, argv)
     return argv

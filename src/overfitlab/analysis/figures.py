@@ -85,6 +85,12 @@ class ReportInputs:
         return tables.class_order(self.counts, self.predictions)
 
     @cached_property
+    def n_test(self) -> dict[str, int]:
+        """Test examples per dataset (variant): the finite evaluation behind each accuracy."""
+        test = self.counts[self.counts["split"] == "test"]
+        return test.groupby("dataset")["count"].sum().astype(int).to_dict()
+
+    @cached_property
     def n_classes(self) -> dict[str, int]:
         return self.counts.groupby("dataset")["class"].nunique().to_dict()
 

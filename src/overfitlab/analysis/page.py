@@ -41,7 +41,7 @@ def summary_html(df: pd.DataFrame) -> str:
                 f"{m:.2f}" if pd.isna(s) else f"{m:.2f} ± {s:.2f}"
                 for m, s in zip(df["test_acc_mean"], df["test_acc_sd"], strict=True)
             ],
-            "95 % CI of mean (t)": [
+            "95 % CI of mean": [
                 "n < 2" if pd.isna(lo) else f"{lo:.2f} – {hi:.2f}"
                 for lo, hi in zip(df["test_acc_ci_low"], df["test_acc_ci_high"], strict=True)
             ],

@@ -373,7 +373,7 @@ def against_axis(inputs: ReportInputs):
     runs, figures = inputs.runs, {}
     for axis in inputs.varying_axes:
         others = [a for a in inputs.varying_axes if a != axis]
-        table = axis_table(runs, axis, others)
+        table = axis_table(runs, axis, others, inputs.n_test)
         rows = table[["dataset", *others]].drop_duplicates().values.tolist()
         values = sorted(runs[axis].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
         where, log = _axis_positions(values)

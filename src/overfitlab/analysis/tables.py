@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import extra_test_sets
-from .stats import mean_ci
+from .stats import accuracy_ci
 
 BAND_LEVEL = 0.95
 
@@ -72,13 +72,14 @@ def _median(values: pd.Series) -> float:
     return float(values.median()) if values.notna().any() else float("nan")
 
 
-def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and model: parameters, seeds, final accuracies (mean, sd, 95 % t-interval of the mean),
+def summary_table(runs: pd.DataFrame, n_test: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per dataset and model: parameters, seeds, final accuracies (mean, sd, 95 % interval of the mean:
+    ``stats.accuracy_ci`` with the test set's size ``n_test[dataset]``, where given),
     the validation-chosen alternative (epoch of best val_acc, test accuracy there) and, apart,
     the oracle (max over epochs of test acc: chosen on the test set, optimistic)."""
     rows = []
     for (dataset, model), g in runs.groupby(["dataset", "model"], sort=True):
-        low, high = mean_ci(g["final_test_acc"], bounds=(0.0, 1.0))
+        low, high = accuracy_ci(g["final_test_acc"], (n_test or {}).get(dataset))
         rows.append(
             {
                 "dataset": dataset,
@@ -149,7 +150,9 @@ def is_geometric(values) -> bool:
     return bool(numbers.notna().all() and (numbers > 0).all() and numbers.max() >= 10 * numbers.min())
 
 
-def axis_table(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.DataFrame:
+def axis_table(
+    runs: pd.DataFrame, axis: str, others: list[str], n_test: dict[str, int] | None = None
+) -> pd.DataFrame:
     """Per (dataset, the other axes' values, model, value of ``axis``): the study's question against
     the axis (percent). Test accuracy with the 95 % t-interval of its mean, final training accuracy
     (on the kept and on the changed labels when a label control changed any), the gap and the time
@@ -157,7 +160,7 @@ def axis_table(runs: pd.DataFrame, axis: str, others: list[str]) -> pd.DataFrame
     rows = []
     keys = ["source_dataset", *others, "model", axis]
     for values, g in runs.groupby(keys, sort=True, dropna=False):
-        low, high = mean_ci(g["final_test_acc"], bounds=(0.0, 1.0))
+        low, high = accuracy_ci(g["final_test_acc"], (n_test or {}).get(g["dataset"].iloc[0]))
         changed = g.get("labels_changed", pd.Series(0, index=g.index)).fillna(0).gt(0).all()
         train = 100 * g["final_train_acc"].mean()
         rows.append(
