@@ -47,10 +47,13 @@ def free_port() -> int:
 def ui(project, tmp_path):
     """A finished 2-seed sweep in the project copy's mlflow.db, served by scripts/mlflow-ui.sh;
     yields (the study's link as printed by the script, the project)."""
+    from conftest import set_params
+
     env = {**os.environ, "OVERFITLAB_PYTHON": sys.executable}
+    set_params(project, train={"epochs": 3})  # the study's setting: run names without axes
     for args in (
         ["overfitlab.prepare"],
-        ["overfitlab.train", "-m", "model=mlp_300_100", "seed=0,1", "train.epochs=3"],
+        ["overfitlab.train", "-m", "model=mlp_300_100", "seed=0,1"],
     ):
         result = subprocess.run(
             [sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=600
@@ -147,8 +150,7 @@ def test_the_study_opens_on_its_training_runs_with_their_dataset_and_charts(ui, 
             while (box && !/\((\w+)\)/.test(box.innerText)) box = box.parentElement;
             return [box.innerText.match(/\((\w+)\)/)[1], plot.data[0].x, plot.data[0].y];
         })""")
-        (metrics,) = (project / "runs/fashion_mnist/mlp_300_100").glob("**/seed=0/metrics.csv")
-        table = pd.read_csv(metrics)
+        table = pd.read_csv(project / "runs/fashion_mnist/mlp_300_100/seed=0/metrics.csv")
         assert sorted(metric for metric, _, _ in drawn) == ["test_acc", "train_acc", "val_acc"]
         for metric, steps, values in drawn:
             assert steps == table.epoch.tolist() == [1, 2, 3], metric

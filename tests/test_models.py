@@ -101,3 +101,16 @@ def test_model_init_keras_gives_glorot_weights_and_zero_biases_and_null_keeps_th
 
     net = build_classifier(cfg, Data()).net
     assert all(torch.count_nonzero(m.bias) == 0 for m in net.modules() if isinstance(m, torch.nn.Linear))
+
+
+@pytest.mark.parametrize(
+    "name,source_count",
+    [("keras_deep_network", 179_728), ("keras_alexnet", 10_040_714)],
+)
+def test_the_source_architectures_have_the_sources_parameter_counts(name, source_count):
+    """shared/seeds 000: the deep network for Fashion-MNIST has "~180,000" parameters, the AlexNet
+    clone "over ten million"; the configs read from the source's code give exactly these counts."""
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "model" / f"{name}.yaml")
+    net = instantiate(cfg.net, in_channels=1, image_size=28, num_classes=10)
+    assert count_parameters(net) == source_count
+    assert cfg.init == "keras"

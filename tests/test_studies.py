@@ -74,8 +74,10 @@ def test_a_label_noise_study_in_its_own_directory(project):
     ).exists()
     # Conv feature maps of the median seed: model_d has one convolution, the MLP none.
     maps = sorted(p.name for p in (study_dir / "reports/metrics/feature_maps").iterdir())
-    assert len(maps) == 1 and maps[0].startswith("fashion_mnist__model_d__seed=")
-    assert any(p.name.startswith("feature_maps__fashion_mnist__model_d") for p in figures.iterdir())
+    assert len(maps) == 1 and maps[0].startswith("fashion_mnist+label_noise=0.0__model_d__seed=")
+    assert any(
+        p.name.startswith("feature_maps__fashion_mnist+label_noise=0.0__model_d") for p in figures.iterdir()
+    )
 
     from mlflow.tracking import MlflowClient
 

@@ -91,7 +91,7 @@ def test_diverged_and_failed_runs_do_not_stop_the_sweep(prepared, project):
     result = train(*args)
     assert result.returncode == 1, result.stderr[-3000:]
     last = [line for line in result.stderr.splitlines() if line.startswith("error:")][-1]
-    assert "1 run(s) failed" in last and "broken seed=0" in last
+    assert "1 run(s) failed" in last and "broken lr=100 epochs=2 seed=0" in last
     diverged, ok = done(project, "mlp_300_100", 0), done(project, "model_a", 0)
     assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 1 and diverged["final"] == {}
     assert ok["epochs"] == 2 and "status" not in ok

@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from . import runs, sweep
+from .axes import dir_parts
 from .data import controls
 from .data.datasets import PreparedDataset
 from .files import atomic_write_json
@@ -52,7 +53,7 @@ def start(run, meta: dict, commit: str):
         "study": cfg.study.name,
     }
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    name = " ".join([cfg.model.name, *(f"{k}={v}" for k, v in axes.items()), f"seed={cfg.seed}"])
+    name = " ".join([cfg.model.name, *dir_parts(run.axis_values), f"seed={cfg.seed}"])  # lr=0.1, not train.lr
     return RunLogger(cfg, resolved, tags, run_name=name, dataset=dataset_of(cfg, meta))
 
 
