@@ -93,7 +93,7 @@ def train(cfg: DictConfig) -> dict | None:
     )
     run = runs.Run.of(cfg, data.meta)
     if run.complete():
-        console.print(f"[dim]= {run.label}: already trained with this config ({run.run_dir}), skipped[/dim]")
+        console.print(f"[dim]= {run.label}: already trained with this config, kept: {run.run_dir}[/dim]")
         return runs.read_done(run.run_dir)
     group = [run] + seed_group(run, data, console)
     noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
