@@ -25,13 +25,17 @@ from .errors import require
 
 FIXED = ("dataset", "model", "seed")  # axes of their own: study.datasets, study.models, study.seeds
 COMMAND_LINE_AXES_ENV = "OVERFITLAB_COMMAND_LINE_AXES"  # keys the command line sets (study.preflight)
-# Keys of a run config that are not part of what a run is: where its files and logs go, and the
-# speed-only trainer settings (runs.SPEED_ONLY_TRAINER_KEYS); setting them never makes an axis.
+# Keys the command line may set without making an axis: where files and logs go, the speed-only
+# trainer settings (runs.SPEED_ONLY_TRAINER_KEYS), and the data's definition (``dataset.*``,
+# ``prepare.*``: the prepare stage writes one prepared dataset, and the data version is part of a
+# run's identity; a data-size axis is declared in study.axes, which prepares one variant per value).
 NOT_AXES = (
     "hydra",
     "mlflow",
     "paths",
     "study",
+    "dataset",
+    "prepare",
     "trainer.progress_bar",
     "trainer.examples_per_step",
     "trainer.vectorize_seeds",

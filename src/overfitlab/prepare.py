@@ -241,5 +241,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:])
+    preflight(sys.argv[1:], command_line_axes=False)
     main()

@@ -123,7 +123,7 @@ def check_axes(study: Study, conf_dir: Path, argv: list[str]) -> None:
 
 
 @exit_on_config_error
-def preflight(argv: list[str]) -> list[str]:
+def preflight(argv: list[str], command_line_axes: bool = True) -> list[str]:
     """Check params.yaml's study and the command line before Hydra starts, so a typo is one line naming
     the key and the allowed values, not a Hydra traceback; returns the command line to run.
 
@@ -142,9 +142,10 @@ def preflight(argv: list[str]) -> list[str]:
         allowed = sorted(p.stem for p in (Path(conf_dir) / key).glob("*.yaml"))
         for name in value.split(","):
             require(name in allowed, f"{key}={name!r} is not in conf/{key}/; allowed: {allowed}")
-    given = [a.partition("=")[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")]
-    own = [k for k in dict.fromkeys(given) if is_run_key(k) and k not in study.axes]
-    os.environ[COMMAND_LINE_AXES_ENV] = ",".join(own)
+    if command_line_axes:  # the train stage's: what a run is (prepare and search name no runs)
+        given = [a.partition("=")[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")]
+        own = [k for k in dict.fromkeys(given) if is_run_key(k) and k not in study.axes]
+        os.environ[COMMAND_LINE_AXES_ENV] = ",".join(own)
     if not any(a in ("-m", "--multirun") for a in argv):
         return argv
     for key in swept_keys(argv):
