@@ -25,22 +25,12 @@ from .errors import require
 
 FIXED = ("dataset", "model", "seed")  # axes of their own: study.datasets, study.models, study.seeds
 COMMAND_LINE_AXES_ENV = "OVERFITLAB_COMMAND_LINE_AXES"  # keys the command line sets (study.preflight)
-# Keys the command line may set without making an axis: where files and logs go, the speed-only
-# trainer settings (runs.SPEED_ONLY_TRAINER_KEYS), and the data's definition (``dataset.*``,
-# ``prepare.*``: the prepare stage writes one prepared dataset, and the data version is part of a
-# run's identity; a data-size axis is declared in study.axes, which prepares one variant per value).
-NOT_AXES = (
-    "hydra",
-    "mlflow",
-    "paths",
-    "study",
-    "dataset",
-    "prepare",
-    "trainer.progress_bar",
-    "trainer.examples_per_step",
-    "trainer.vectorize_seeds",
-    "trainer.threads",
-)
+# Keys the command line may set without making an axis: where files and logs go, and the data's
+# definition (``dataset.*``, ``prepare.*``: the prepare stage writes one prepared dataset, and the
+# data version is part of a run's identity; a data-size axis is declared in study.axes, which
+# prepares one variant per value). The speed-only trainer settings are not axes either
+# (``is_run_key``'s ``speed_only``: runs.SPEED_ONLY_TRAINER_KEYS).
+NOT_AXES = ("hydra", "mlflow", "paths", "study", "dataset", "prepare")
 PREPARE = "prepare."
 
 
@@ -123,9 +113,11 @@ def command_line_axes() -> list[str]:
     return [k for k in os.environ.get(COMMAND_LINE_AXES_ENV, "").split(",") if k]
 
 
-def is_run_key(key: str) -> bool:
-    """A dotted config key that changes what a run is (not a config group, a path or a speed setting)."""
-    return "." in key and "/" not in key and not any(key == n or key.startswith(n + ".") for n in NOT_AXES)
+def is_run_key(key: str, speed_only=()) -> bool:
+    """A dotted config key that changes what a run is: not a config group, a path, the data's
+    definition (``NOT_AXES``) or one of the ``speed_only`` trainer settings."""
+    excluded = (*NOT_AXES, *(f"trainer.{k}" for k in speed_only))
+    return "." in key and "/" not in key and not any(key == n or key.startswith(n + ".") for n in excluded)
 
 
 def run_values(cfg) -> dict:

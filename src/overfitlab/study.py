@@ -16,7 +16,7 @@ from .axes import parse as parse_axes
 from .checks import is_int
 from .errors import ConfigError, exit_on_config_error, require
 from .project import project_root
-from .runs import run_dir
+from .runs import SPEED_ONLY_TRAINER_KEYS, run_dir
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,9 @@ def preflight(argv: list[str], command_line_axes: bool = True) -> list[str]:
             require(name in allowed, f"{key}={name!r} is not in conf/{key}/; allowed: {allowed}")
     if command_line_axes:  # the train stage's: what a run is (prepare and search name no runs)
         given = [a.partition("=")[0].lstrip("+~") for a in argv if "=" in a and not a.startswith("-")]
-        own = [k for k in dict.fromkeys(given) if is_run_key(k) and k not in study.axes]
+        own = [
+            k for k in dict.fromkeys(given) if is_run_key(k, SPEED_ONLY_TRAINER_KEYS) and k not in study.axes
+        ]
         os.environ[COMMAND_LINE_AXES_ENV] = ",".join(own)
     if not any(a in ("-m", "--multirun") for a in argv):
         return argv

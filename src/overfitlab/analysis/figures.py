@@ -94,14 +94,17 @@ class ReportInputs:
     def n_classes(self) -> dict[str, int]:
         return self.counts.groupby("dataset")["class"].nunique().to_dict()
 
+    @cached_property
+    def prepared_dirs(self) -> dict[str, Path]:
+        """The prepared data directory of each dataset (variant) of the tables (runs.csv's ``prepared``)."""
+        runs = pd.concat([self.runs, self.diverged], ignore_index=True)
+        if "prepared" not in runs:
+            return {}
+        return {d: Path(p) for d, p in runs.drop_duplicates("dataset")[["dataset", "prepared"]].values}
+
     def prepared(self, dataset: str) -> Path:
         """The prepared data directory of a dataset (variant) of the tables."""
-        runs = pd.concat([self.runs, self.diverged], ignore_index=True)
-        if "prepared" in runs:
-            rows = runs.loc[runs["dataset"] == dataset, "prepared"]
-            if len(rows):
-                return Path(rows.iloc[0])
-        return self.prepared_root / dataset
+        return self.prepared_dirs.get(dataset, self.prepared_root / dataset)
 
     @cached_property
     def image_folders(self) -> dict[str, dict]:
