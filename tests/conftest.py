@@ -60,6 +60,7 @@ SMALL_STUDY = {
         "batch_size": 32,
         "optimizer": "adam",
         "lr": 0.001,
+        "loss": "cross_entropy",
         "train_eval_pass": False,
         "label_noise": 0.0,
         "pixels": "none",

@@ -96,6 +96,10 @@ def test_vectorized_seeds_train_each_seed_as_if_alone(prepared, model):
             rtol=1e-3 if torch.cuda.is_available() else 1e-5,
         )
         assert (a.filter(like="acc") - b.filter(like="acc")).abs().max().max() <= 0.01
+        # The per-example record: each seed's own examples in its own order, as when alone.
+        together_record, alone_record = torch.stack(module.example_record), torch.stack(alone.example_record)
+        assert together_record.shape == alone_record.shape == (2, len(data.labels["train"]))
+        assert (together_record != alone_record).float().mean() <= 0.01
         assert (
             torch.allclose(torch.cat(module.test_predictions), torch.cat(alone.test_predictions), atol=1e-3)
             or (torch.cat(module.test_predictions)[:, 1] != torch.cat(alone.test_predictions)[:, 1]).sum()

@@ -70,6 +70,24 @@ def fail(run, logger, error: BaseException, job: Job) -> None:
     )
 
 
+def write_train_examples(run, module, job: Job) -> None:
+    """The run's per-example record (``runs.write_train_examples``), with each training example's
+    manifest row and its eval-mode prediction after training."""
+    from .data import layout
+
+    if not module.example_record:
+        return  # diverged in its first epoch: nothing recorded
+    manifest = pd.read_csv(layout.manifest_file(run.cfg.paths.prepared), usecols=["example", "split"])
+    images, labels = job.data.images["train"], job.data.labels["train"]
+    runs.write_train_examples(
+        run.run_dir,
+        torch.stack(module.example_record).cpu().numpy(),
+        manifest.example[manifest.split == "train"].to_numpy(),
+        labels.cpu().numpy(),
+        module.predict(images, int(run.cfg.trainer.eval_batch_size)).numpy(),
+    )
+
+
 def finish(run, logger, fitted, wall: float, job: Job) -> dict:
     """Write a trained run's files (done.json last) and close its MLflow run."""
     from .training.models.layers import conv_feature_maps
@@ -83,6 +101,7 @@ def finish(run, logger, fitted, wall: float, job: Job) -> dict:
     maps = {} if module.diverged else conv_feature_maps(module.net, data.images["test"][image_index].cpu())
     relabelled = job.noise.table() if job.noise.drawn.any() else None  # which labels a control drew
     predictions = torch.cat(module.test_predictions).cpu().numpy() if module.test_predictions else None
+    write_train_examples(run, module, job)
     runs.write_files(
         run.run_dir,
         table,

@@ -28,15 +28,15 @@ from .project import conf_dir
 from .study import preflight
 
 
-def _check_size(key: str, value, available: int, allow_null: bool = True) -> int:
+def _check_size(key: str, value, available: int, allow_null: bool = True, low: int = 1) -> int:
     if value is None and allow_null:
         return available
     return int_value(
         value,
         f"params.yaml: {key}",
-        1,
+        low,
         available,
-        f"an integer from 1 to {available} (the images available for it)"
+        f"an integer from {low} to {available} (the images available for it)"
         + (" or null for all" if allow_null else ""),
     )
 
@@ -106,7 +106,8 @@ def build_splits(raw: RawDataset, cfg: DictConfig) -> tuple[dict, pd.DataFrame, 
     )
     rng = np.random.default_rng(p.split_seed)
     n_train_pool = len(raw.train_labels)
-    val_size = _check_size("prepare.val_size", p.val_size, n_train_pool - 1, allow_null=False)
+    # 0: no validation split (as the source studies trained: nothing is chosen on validation)
+    val_size = _check_size("prepare.val_size", p.val_size, n_train_pool - 1, allow_null=False, low=0)
     val_idx = stratified_sample(raw.train_labels, np.arange(n_train_pool), val_size, rng)
     rest = np.setdiff1d(np.arange(n_train_pool), val_idx)
     train_idx = _subset("prepare.train_size", p.train_size, raw.train_labels, rest, rng)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .checks import choice, flag, int_value, positive_int, positive_number
 from .data import controls
+from .training.losses import LOSSES
 from .training.models.layers import INITS
 
 
@@ -34,6 +35,7 @@ def check_run_config(cfg) -> None:
         )
     choice(stopping.monitor, "trainer.early_stopping.monitor (never a test metric)", ("val_acc", "val_loss"))
     choice(stopping.mode, "trainer.early_stopping.mode", ("max", "min"))
+    choice(trainer.loss, "train.loss", LOSSES)
     choice(cfg.model.get("init"), "model.init (null: the framework's default)", INITS)
     if "width" in cfg.model:  # the capacity of a width-parametrized family (conf/model/*_width.yaml)
         int_value(cfg.model.width, "model.width", low=1, what="a positive integer (the layer width k)")

@@ -33,6 +33,7 @@ CONFIG = "config.yaml"
 PREDICTIONS = "test_predictions.npy"
 FEATURE_MAPS = "feature_maps.npz"
 TRAIN_LABELS = "train_labels.csv"
+TRAIN_EXAMPLES = "train_examples.npz"  # the per-example record: write_train_examples
 
 KEY_COLUMNS = ["dataset", "model", "seed", "epoch"]
 # Known metrics in the order a table shows them; any other column follows, sorted.
@@ -264,6 +265,41 @@ def write_files(
         atomic_write_bytes(directory / FEATURE_MAPS, buffer.getvalue())
     if relabelled is not None:
         atomic_write_text(directory / TRAIN_LABELS, relabelled.to_csv(index=False))
+
+
+def write_train_examples(directory: Path, correct, example, label, final_predicted) -> None:
+    """The per-example record (``module.py``): ``correct`` (epochs x examples, bool: the training
+    step classified the example correctly, in training mode) bit-packed along the examples; for
+    each training example its row in the prepared data's ``manifest.csv`` (``example``), the label
+    it was trained on and its eval-mode prediction after the last epoch. ~N/8 bytes per epoch."""
+    import io
+
+    import numpy as np
+
+    from .files import atomic_write_bytes
+
+    correct = np.asarray(correct, dtype=bool).reshape(-1, len(example))
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        correct=np.packbits(correct, axis=1, bitorder="little"),
+        n_examples=np.int64(len(example)),
+        example=np.asarray(example, dtype=np.int64),
+        label=np.asarray(label, dtype=np.int16),
+        final_predicted=np.asarray(final_predicted, dtype=np.int16),
+    )
+    atomic_write_bytes(directory / TRAIN_EXAMPLES, buffer.getvalue())
+
+
+def read_train_examples(directory: Path) -> dict:
+    """``write_train_examples``' arrays, ``correct`` unpacked to bool (epochs x examples)."""
+    import numpy as np
+
+    with np.load(Path(directory) / TRAIN_EXAMPLES) as f:
+        n = int(f["n_examples"])
+        record = {k: f[k] for k in ("example", "label", "final_predicted")}
+        record["correct"] = np.unpackbits(f["correct"], axis=1, count=n, bitorder="little").astype(bool)
+    return record
 
 
 def done_record(run, fitted, table, wall: float, data_meta: dict, commit: str, noise_record: dict) -> dict:

@@ -9,8 +9,10 @@ class TensorBatches:
     """Whole batches sliced from in-memory tensors: no per-sample ``__getitem__`` or collate.
 
     With ``shuffle`` a fresh permutation is drawn each epoch from a generator seeded once, so
-    the data order is fixed by the seed and differs between epochs. With ``flags`` (one bool
-    per example, e.g. "label corrupted") batches are (images, labels, flags).
+    the data order is fixed by the seed and differs between epochs. With ``index`` batches carry
+    each example's position in the split after the labels (the per-example record needs it), and
+    with ``flags`` (one bool per example, e.g. "label corrupted") then the flags:
+    (images, labels[, index][, flags]).
     """
 
     def __init__(
@@ -21,9 +23,11 @@ class TensorBatches:
         shuffle: bool = False,
         seed: int = 0,
         flags: torch.Tensor | None = None,
+        index: bool = False,
     ):
         self.labels, self.batch_size, self.shuffle = labels, batch_size, shuffle
-        self.tensors = (images, labels) if flags is None else (images, labels, flags)
+        positions = [torch.arange(len(labels), device=labels.device)] if index else []
+        self.tensors = (images, labels, *positions, *([] if flags is None else [flags]))
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:

@@ -76,8 +76,16 @@ def build_classifier(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
     )
     initialize(net, cfg.model.get("init"))
     extra_tests = [s for s in data.images if s.startswith("test@")]  # named extra test sets
-    eval_names = ["val", "test"] + extra_tests + (["train_eval"] if cfg.trainer.train_eval_pass else [])
-    module = Classifier(net, instantiate(cfg.optimizer), eval_names, batch_size=cfg.trainer.batch_size)
+    validation = ["val"] if len(data.labels["val"]) else []  # prepare.val_size: 0 = no validation split
+    eval_names = validation + ["test"] + extra_tests + (["train_eval"] if cfg.trainer.train_eval_pass else [])
+    module = Classifier(
+        net,
+        instantiate(cfg.optimizer),
+        eval_names,
+        batch_size=cfg.trainer.batch_size,
+        n_train=len(data.labels["train"]),
+        loss=cfg.trainer.loss,
+    )
     if on_epoch is not None:
         module.epoch_listeners.append(on_epoch)
     stopping = cfg.trainer.early_stopping
@@ -108,6 +116,7 @@ def train_batches(cfg: DictConfig, data: PreparedDataset, corrupted) -> TensorBa
         shuffle=True,
         seed=int(cfg.seed),
         flags=corrupted if corrupted is not None and corrupted.any() else None,
+        index=True,  # the per-example record (module.py)
     )
 
 

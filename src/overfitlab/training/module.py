@@ -14,6 +14,14 @@ or logger call per step. Which number is which:
   trained on) split into examples whose label was kept and those a randomization control replaced.
 * ``test_conf_wrong``: fraction of test images predicted wrongly with confidence >= 0.9;
   ``test_ece``: expected calibration error of the test predictions (15 equal-width bins).
+* The per-example record (``example_record``): for each epoch and training example, whether the
+  training step classified it correctly, from the logits the step computes anyway (training mode,
+  before that minibatch's update: the same predictions as ``train_acc``). Forgetting events and
+  learning epochs (Toneva et al. 2019) are computed from it by collect (``examples.py``).
+
+The loss (``train.loss``, losses.py): ``cross_entropy`` or ``squared_error`` (the squared distance between the
+logits and the one-hot label, summed over classes: Belkin et al. 2019's loss for double descent);
+training and every evaluation use the same one.
 
 Speed: Lightning's per-step machinery costs ~1.5 ms per step with automatic optimization and still
 ~0.15-0.2 ms with manual optimization and an empty step (its loops, hooks, progress bar), against
@@ -34,6 +42,8 @@ import math
 import lightning as L
 import torch
 from torch import nn
+
+from .losses import per_example_loss
 
 CONFIDENT = 0.9  # "confidently wrong": the source study's wrong predictions at >= 90 % confidence
 ECE_BINS = 15
@@ -60,15 +70,27 @@ def expected_calibration_error(counts: torch.Tensor) -> float:
 
 
 class Classifier(L.LightningModule):
-    def __init__(self, net: nn.Module, optimizer_factory, eval_names: list[str], batch_size: int):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer_factory,
+        eval_names: list[str],
+        batch_size: int,
+        n_train: int,
+        loss: str = "cross_entropy",
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.net = net
         self.batch_size = batch_size
         self.optimizer_factory = optimizer_factory
         self.eval_names = list(eval_names)  # names of the validation loaders, in order
-        self.loss_fn = nn.CrossEntropyLoss(reduction="sum")
+        self.loss = loss
         self.history: list[dict] = []  # one row per finished epoch whose losses are finite
+        # Per finished epoch (aligned with history): which training examples the step got right.
+        self.example_record: list[torch.Tensor] = []
+        self.n_train = n_train
+        self._example_hits: torch.Tensor | None = None  # this epoch's, indexed by position in the split
         self.diverged_epoch: int | None = None  # first epoch whose loss was NaN or infinite
         self.on_stop_request = None  # set by a SeedStack: it decides when the group stops
         self.epoch_listeners: list = []  # called with each finished epoch's row (e.g. MLflow)
@@ -95,6 +117,35 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_factory(self.parameters())
 
+    def run_state(self) -> dict:
+        """What the module has accumulated over the finished epochs (for a checkpoint); the weights and
+        the optimizer are Lightning's to save."""
+        return {
+            "history": list(self.history),
+            "diverged_epoch": self.diverged_epoch,
+            "test_predictions": [t.cpu() for t in self.test_predictions],
+            "example_record": [t.cpu() for t in self.example_record],
+        }
+
+    def restore_run_state(self, state: dict) -> None:
+        """Continue from ``run_state()``'s result, as if the epochs it covers had just been trained."""
+        self.history = list(state["history"])
+        self.diverged_epoch = state["diverged_epoch"]
+        self.test_predictions = list(state["test_predictions"])
+        self.example_record = list(state["example_record"])
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Eval-mode predicted classes of ``images`` (uint8 N x C x H x W, on any device), on the CPU."""
+        was_training = self.net.training
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        predicted = [
+            self.net(batch.to(device)).argmax(1).cpu() for batch in images.split(batch_size)
+        ]
+        self.net.train(was_training)
+        return torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
+
     def _accumulate(self, prefix: str, hit: torch.Tensor, loss_sum: torch.Tensor) -> None:
         """Add a batch's loss sum and correct count to the epoch's on-device totals (no host sync)."""
         totals = self._sums.get(prefix)
@@ -111,11 +162,11 @@ class Classifier(L.LightningModule):
 
     def training_step(self, chunk, chunk_idx):
         optimizer = self.optimizers().optimizer  # the bare torch optimizer (module docstring)
-        images, labels, *flags = chunk
+        images, labels, index, *flags = chunk
         logits_seen, mean_losses = [], []
         for x, y in zip(images.split(self.batch_size), labels.split(self.batch_size)):
             logits = self.net(x)
-            loss = nn.functional.cross_entropy(logits, y)  # the minibatch mean, as a plain loop steps on
+            loss = per_example_loss(logits, y, self.loss).mean()  # the minibatch mean, as a plain loop
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -125,19 +176,24 @@ class Classifier(L.LightningModule):
         # cost a small model ~10 % of its step on a CPU (benchmarks/README.md).
         means = torch.stack(mean_losses)
         loss_sum = means[:-1].sum() * self.batch_size + means[-1] * len(y)  # only the last can be short
-        self.record_train(torch.cat(logits_seen), labels, loss_sum, *flags)
+        self.record_train(torch.cat(logits_seen), labels, index, loss_sum, *flags)
 
     def record_train(
         self,
         logits: torch.Tensor,
         y: torch.Tensor,
+        index: torch.Tensor,
         loss_sum: torch.Tensor,
         corrupted: torch.Tensor | None = None,
     ) -> None:
-        """Add training minibatches (logits made before each one's update) to the epoch's sums
-        (``corrupted``: labels a control replaced)."""
+        """Add training minibatches (logits made before each one's update) to the epoch's sums and the
+        per-example record (``index``: the examples' positions in the split; ``corrupted``: labels a
+        control replaced)."""
         hit = logits.argmax(1) == y
         self._accumulate("train", hit, loss_sum)
+        if self._example_hits is None:
+            self._example_hits = torch.zeros(self.n_train, dtype=torch.bool, device=hit.device)
+        self._example_hits[index] = hit  # every example is seen once per epoch: no reset needed
         if corrupted is not None:
             self._add("train_clean", torch.stack([(hit & ~corrupted).sum(), (~corrupted).sum()]))
             self._add("train_corrupted", torch.stack([(hit & corrupted).sum(), corrupted.sum()]))
@@ -148,7 +204,7 @@ class Classifier(L.LightningModule):
 
     def record_eval(self, name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
         """Add one evaluation batch of loader ``name`` to the epoch's sums (and the test predictions)."""
-        self._accumulate(name, logits.argmax(1) == y, self.loss_fn(logits, y))
+        self._accumulate(name, logits.argmax(1) == y, per_example_loss(logits, y, self.loss).sum())
         if name == "test":
             confidence, predicted = logits.softmax(1).max(1)
             self._epoch_predictions.append(torch.stack([y.float(), predicted.float(), confidence], 1))
@@ -186,6 +242,8 @@ class Classifier(L.LightningModule):
             self.request_stop()
             return
         self.history.append(row)
+        if self._example_hits is not None:
+            self.example_record.append(self._example_hits.clone())
         self.test_predictions = predictions
         for listener in self.epoch_listeners:
             listener(row)
@@ -243,7 +301,8 @@ class SeedStack(L.LightningModule):
         self.stacked = nn.ParameterList(params.values())
         self.optimizer_factory = optimizer_factory
         self.batch_size = batch_size
-        self.loss_fn = nn.CrossEntropyLoss(reduction="none")
+        self.loss = members[0].loss
+        self._example_hits: torch.Tensor | None = None  # (seeds, examples): see Classifier
         self._train_sums: dict[str, torch.Tensor] = {}  # this epoch: key -> (seeds, 2) sums, see record_train
         self._train_examples = 0  # per seed, this epoch
 
@@ -261,29 +320,36 @@ class SeedStack(L.LightningModule):
 
     def training_step(self, chunk, chunk_idx):
         optimizer = self.optimizers().optimizer  # the bare torch optimizer, as in Classifier
-        images, labels, *flags = chunk
+        images, labels, index, *flags = chunk
         logits_seen, loss_sums_seen = [], []
         for x, y in zip(images.split(self.batch_size, dim=1), labels.split(self.batch_size, dim=1)):
             logits = self(x)
-            loss_sums = self.loss_fn(logits.flatten(0, 1), y.flatten()).view(y.shape).sum(1)
+            loss_sums = per_example_loss(logits.flatten(0, 1), y.flatten(), self.loss).view(y.shape).sum(1)
             optimizer.zero_grad()
             (loss_sums.sum() / y.shape[1]).backward()  # each seed's mean loss, independent sums
             optimizer.step()
             logits_seen.append(logits.detach())
             loss_sums_seen.append(loss_sums.detach())
         # once per chunk, as in Classifier.training_step
-        self.record_train(torch.cat(logits_seen, 1), labels, torch.stack(loss_sums_seen).sum(0), *flags)
+        self.record_train(
+            torch.cat(logits_seen, 1), labels, index, torch.stack(loss_sums_seen).sum(0), *flags
+        )
 
     def record_train(
         self,
         logits: torch.Tensor,
         y: torch.Tensor,
+        index: torch.Tensor,
         loss_sums: torch.Tensor,
         corrupted: torch.Tensor | None = None,
     ) -> None:
         """``Classifier.record_train`` for all seeds at once ((seeds, examples) tensors): a few kernels
         instead of a few per seed, which on a GPU would cost more than the step itself."""
         hit = logits.argmax(2) == y
+        if self._example_hits is None:
+            shape = (len(self.members), self.members[0].n_train)
+            self._example_hits = torch.zeros(shape, dtype=torch.bool, device=hit.device)
+        self._example_hits.scatter_(1, index, hit)
         stats = {"train": torch.stack([loss_sums.detach(), hit.sum(1).to(loss_sums.dtype)], 1)}
         if corrupted is not None:
             stats["train_clean"] = torch.stack([(hit & ~corrupted).sum(1), (~corrupted).sum(1)], 1)
@@ -302,7 +368,17 @@ class SeedStack(L.LightningModule):
                 loss, correct = own["train"]
                 own["train"] = [loss, correct, self._train_examples]
             member._sums = {**own, **member._sums}
+            if self._example_hits is not None:
+                member._example_hits = self._example_hits[i]  # end_epoch keeps a copy
         self._train_examples = 0
+
+    def run_state(self) -> dict:
+        """Each member's ``Classifier.run_state`` (the stacked weights are Lightning's to save)."""
+        return {"members": [member.run_state() for member in self.members]}
+
+    def restore_run_state(self, state: dict) -> None:
+        for member, own in zip(self.members, state["members"]):
+            member.restore_run_state(own)
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
