@@ -97,3 +97,100 @@ def test_no_validation_split_trains_without_val_metrics(project):
     train(compose("train", ["model=mlp_300_100", "trainer.progress_bar=false"]))
     table = pd.read_csv(project / RUN / runs.METRICS)
     assert not any(c.startswith("val_") for c in table.columns) and "test_acc" in table
+
+
+def test_learning_events_of_known_records():
+    """Learned epoch = first epoch after which the example stays correct; forgetting = correct ->
+    wrong between consecutive epochs (Toneva et al.); never correct = wrong at every epoch."""
+    import numpy as np
+
+    from overfitlab.examples import learning_events
+
+    correct = np.array(
+        [
+            [1, 0, 0, 1, 0],
+            [1, 1, 0, 0, 0],
+            [1, 0, 0, 1, 1],
+            [1, 1, 0, 0, 1],
+        ],
+        dtype=bool,
+    )
+    events = learning_events(correct)
+    assert events["learned_epoch"].tolist()[:2] == [1, 4] and events["learned_epoch"][4] == 3
+    assert np.isnan(events["learned_epoch"][[2, 3]]).all()
+    assert events["forgetting_events"].tolist() == [0, 1, 0, 2, 0]
+    assert events["never_correct"].tolist() == [False, False, True, False, False]
+
+
+def write_known_records(project, epochs=3):
+    """Per-example records for the known runs of test_collect_report (2 classes, 10 training images):
+    example k of seed s is correct from epoch min(k, epochs + 1) on, except that example 9 is
+    forgotten once (correct at epoch 1 only, then learned again at the last epoch) in seed 1."""
+    import numpy as np
+
+    from test_collect_report import KNOWN
+
+    prepared = project / "data/prepared/fashion_mnist"
+    labels = np.array([0] * 6 + [1] * 4)
+    manifest = pd.DataFrame(
+        {"example": range(10), "split": "train", "source": "train", "source_index": range(10), "label": labels}
+    )
+    manifest.to_csv(prepared / "manifest.csv", index=False)
+    np.save(prepared / "train_images.npy", np.zeros((10, 1, 28, 28), dtype=np.uint8))
+    for model, seed in KNOWN:
+        correct = np.array([[e >= min(k, epochs + 1) for k in range(10)] for e in range(1, epochs + 1)])
+        if seed == 1:
+            correct[:, 9] = [True, False, True]
+        predicted = np.where(correct[-1], labels, 1 - labels)
+        run_dir = project / "runs" / "fashion_mnist" / model / f"seed={seed}"
+        runs.write_train_examples(run_dir, correct, np.arange(10), labels, predicted)
+
+
+def test_collect_measures_examples_and_the_report_draws_them(project):
+    import json
+
+    from test_collect_report import write_known_runs
+
+    from overfitlab.collect import collect
+    from overfitlab.report import report
+
+    write_known_runs(project)
+    write_known_records(project)
+    collect()
+    table = pd.read_parquet(project / "reports/metrics/examples.parquet")
+    assert len(table) == 4 * 10
+    one = table[(table.model == "model_d") & (table.seed == 0)].set_index("example")
+    assert one.learned_epoch.iloc[:4].tolist() == [1, 1, 2, 3] and one.learned_epoch.iloc[4:].isna().all()
+    assert one["class"].tolist() == ["a"] * 6 + ["b"] * 4
+    forgotten = table[(table.seed == 1) & (table.example == 9)]
+    assert forgotten.forgetting_events.tolist() == [1, 1] and forgotten.learned_epoch.tolist() == [3, 3]
+    consistency = pd.read_parquet(project / "reports/metrics/example_consistency.parquet")
+    row = consistency[(consistency.model == "model_d") & (consistency.example == 9)].iloc[0]
+    assert row.consistency == 0.5 and row.seeds == 2 and row.mean_forgetting_events == 0.5
+    summary = json.loads((project / "reports/metrics/summary.json").read_text())
+    mlp = summary["examples"]["fashion_mnist"]["mlp_300_100"]["all"]
+    # unforgettable: examples 0..3 in both seeds (9 is forgotten in seed 1, 4..8 never correct)
+    assert mlp["unforgettable_share"] == 0.4 and mlp["never_correct_share"] == pytest.approx(0.55)
+    assert mlp["median_learned_epoch"] is None  # over half are not learned by the last epoch
+    report()
+    for name in ("learned_epoch", "forgetting_events", "consistency_per_class", "hardest_examples"):
+        assert (project / "reports/figures" / f"{name}.png").stat().st_size > 5000, name
+    assert "Which training examples were learned late" in (project / "reports/index.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_study_without_validation_split_collects_and_reports(project):
+    """prepare.val_size: 0: nothing is chosen on validation; collect and the report say so."""
+    import sys
+
+    from conftest import run_cli, set_params
+
+    set_params(project, prepare={"val_size": 0}, study={"models": ["mlp_300_100"], "seeds": [0, 1]})
+    for stage in ("overfitlab.prepare", "overfitlab.train", "overfitlab.collect", "overfitlab.report"):
+        args = ["-m", "trainer.progress_bar=false"] if stage == "overfitlab.train" else []
+        result = run_cli(sys.executable, "-m", stage, *args)
+        assert result.returncode == 0, (stage, result.stderr[-2000:])
+    runs_table = pd.read_csv(project / "reports/metrics/runs.csv")
+    assert "final_test_acc" in runs_table and not any(c.startswith("val_") for c in runs_table.columns)
+    page = (project / "reports/index.html").read_text()
+    assert "no validation split" in page

@@ -11,6 +11,9 @@ Outputs (in ``reports/metrics/``):
 * ``curves/<dataset>__<model>.csv``: mean curves over seeds, declared as ``dvc plots``;
 * ``predictions.parquet``: final test predictions of the median seed of each (dataset, model);
 * ``class_counts.csv``: examples per class and split of each prepared dataset (class balance);
+* ``examples.parquet``: one row per run x training example (learned epoch, forgetting events, ...)
+  and ``example_consistency.parquet``: one row per (dataset, model) x example, across seeds
+  (``examples.py``); their summary per model is ``summary.json``'s ``examples``;
 * ``feature_maps/*.npz`` + ``feature_maps.csv``: the median seed's conv feature maps of one test
   image; the csv says whose each file is (dataset, model, seed, file), so no reader parses names.
 
@@ -39,7 +42,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import axes
+from . import axes, examples
 from .data import layout
 from .errors import ConfigError, exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -233,9 +236,12 @@ def summarize_runs(epochs: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     final = last[KEYS + metric_cols].rename(columns={c: f"final_{c}" for c in metric_cols})
     tests = ["test_acc"] + [f"test_acc/{n}" for n in extra_test_sets(epochs.columns)]
     at_best_val = {c: c.replace("test_acc", "test_acc_at_best_val") for c in tests}
-    best_val = epoch_of(epochs, "val_acc")[KEYS + ["epoch"] + tests].rename(
-        columns={"epoch": "best_val_epoch", **at_best_val}
-    )
+    if "val_acc" in epochs and epochs["val_acc"].notna().any():
+        best_val = epoch_of(epochs, "val_acc")[KEYS + ["epoch"] + tests].rename(
+            columns={"epoch": "best_val_epoch", **at_best_val}
+        )
+    else:  # no validation split (prepare.val_size: 0): nothing is chosen on validation
+        best_val = last[KEYS].assign(best_val_epoch=np.nan, **dict.fromkeys(at_best_val.values(), np.nan))
     oracle = epoch_of(epochs, "test_acc")[KEYS + ["epoch", "test_acc"]].rename(
         columns={"epoch": "oracle_best_test_epoch", "test_acc": "oracle_best_test_acc"}
     )
@@ -264,7 +270,8 @@ def metrics_summary(run_table: pd.DataFrame) -> dict:
             for n in extra_test_sets(group.columns)
             if group[f"final_test_acc/{n}"].notna().any()
         ]
-        for col in ("final_test_acc", "final_train_acc", "final_val_acc", "final_gap_acc", *extras):
+        columns = ("final_test_acc", "final_train_acc", "final_val_acc", "final_gap_acc", *extras)
+        for col in (c for c in columns if c in group):  # no final_val_acc without a validation split
             name = col.removeprefix("final_")
             entry[f"{name}_mean"] = round(float(group[col].mean()), 6)
             entry[f"{name}_sd"] = round(float(group[col].std(ddof=1)), 6) if len(group) > 1 else None
@@ -379,7 +386,17 @@ def collect(
     run_table = summarize_runs(epochs, runs)
     # runs.csv lists diverged runs too (status, diverged_epoch; no final metrics); nothing else has them.
     atomic_write_text(out / "runs.csv", _csv(pd.concat([run_table, diverged], ignore_index=True)))
-    atomic_write_json(out / "summary.json", metrics_summary(run_table))
+    per_example = examples.collect_examples(run_table, Path(runs_root))
+    for name, table in [
+        ("examples.parquet", per_example),
+        ("example_consistency.parquet", examples.consistency(per_example)),
+    ]:
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        atomic_write_bytes(out / name, buffer.getvalue())
+    atomic_write_json(
+        out / "summary.json", metrics_summary(run_table) | {"examples": examples.summary(per_example)}
+    )
     atomic_write_json(out / "axes.json", {axes.column(k, study.axes): k for k in study.axes})
     predictions = io.BytesIO()
     median_seed_predictions(run_table, Path(runs_root)).to_parquet(predictions, index=False)

@@ -132,6 +132,8 @@ stages:
       - reports/metrics/feature_maps.csv
       - reports/metrics/feature_maps
       - reports/metrics/axes.json
+      - reports/metrics/examples.parquet
+      - reports/metrics/example_consistency.parquet
     metrics:
       - reports/metrics/summary.json:
           cache: false
@@ -146,6 +148,8 @@ stages:
       - reports/metrics/feature_maps.csv
       - reports/metrics/feature_maps
       - reports/metrics/axes.json
+      - reports/metrics/examples.parquet
+      - reports/metrics/example_consistency.parquet
       - data/prepared
       - @code:report@
     outs:

@@ -37,6 +37,8 @@ INPUT_FILES = [
     "feature_maps.csv",
     "feature_maps",
     "axes.json",
+    "examples.parquet",
+    "example_consistency.parquet",
 ]
 
 
@@ -52,6 +54,8 @@ class ReportInputs:
     prepared_root: Path
     diverged: pd.DataFrame  # runs whose loss became NaN/inf: listed, left out of every statistic
     axes: dict = field(default_factory=dict)  # the study's axes: column in runs.csv -> config key
+    examples: pd.DataFrame = field(default_factory=pd.DataFrame)  # run x training example (examples.py)
+    example_consistency: pd.DataFrame = field(default_factory=pd.DataFrame)  # model x example, over seeds
 
     @classmethod
     def load(cls, metrics_dir: Path, prepared_root: Path) -> ReportInputs:
@@ -73,6 +77,8 @@ class ReportInputs:
             feature_maps=maps,
             prepared_root=prepared_root,
             axes=json.loads((metrics_dir / "axes.json").read_text()),
+            examples=pd.read_parquet(metrics_dir / "examples.parquet"),
+            example_consistency=pd.read_parquet(metrics_dir / "example_consistency.parquet"),
         )
 
     @cached_property
@@ -134,6 +140,7 @@ SECTIONS = {
     "question": "The study's question: against each axis",
     "comparison": "Comparing the architectures",
     "variant": "Learning curves and predictions",
+    "memorization": "Which training examples were learned late, forgotten, memorized",
     "inside": "The data and inside the networks",
 }
 

@@ -30,6 +30,9 @@ def _fmt(values: pd.Series, spec: str) -> pd.Series:
     return values.map(spec.format)
 
 
+NO_VALIDATION = "no validation split"  # prepare.val_size: 0: nothing is chosen on validation
+
+
 def summary_html(df: pd.DataFrame) -> str:
     shown = pd.DataFrame(
         {
@@ -47,8 +50,12 @@ def summary_html(df: pd.DataFrame) -> str:
             ],
             "final train acc (%)": _fmt(df["train_acc_mean"], "{:.2f}"),
             "gap (points)": _fmt(df["gap_mean"], "{:.2f}"),
-            "best-val epoch (median)": _fmt(df["best_val_epoch_median"], "{:g}"),
-            "test acc at best-val epoch (%)": _fmt(df["test_acc_at_best_val_mean"], "{:.2f}"),
+            "best-val epoch (median)": _fmt(df["best_val_epoch_median"], "{:g}").where(
+                df["best_val_epoch_median"].notna(), NO_VALIDATION
+            ),
+            "test acc at best-val epoch (%)": _fmt(df["test_acc_at_best_val_mean"], "{:.2f}").where(
+                df["test_acc_at_best_val_mean"].notna(), NO_VALIDATION
+            ),
             "epochs to fit 99 % (median; seeds that did)": [
                 f"{e:g} ({n})" if n else "never (0)"
                 for e, n in zip(df["fit_epoch_median"], df["seeds_fitted"], strict=True)

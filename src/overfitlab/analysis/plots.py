@@ -7,7 +7,10 @@ a test. Nothing else changes: the report stage draws every registered figure, wr
 ``reports/figures/<name>.png`` and puts it with its caption into ``index.html``.
 
 Why one file: the figures appear in the page in the order they are registered here, so the
-page's order is this file's order; each figure is one function, its numbers in tables.py.
+page's order is this file's order; each figure is one function, its numbers in tables.py. Two
+families are the exception, each in its own module imported at the end of this file (so they follow
+these in their sections): the per-example figures (``memorization.py``) and the double-descent ones
+(``double_descent.py``), which read the per-example tables and need their own definitions.
 """
 
 from __future__ import annotations
@@ -459,3 +462,6 @@ def sample_tiles(inputs: ReportInputs):
         name = metas[dataset]["class_names"][label] + (f" ({dataset})" if len(metas) > 1 else "")
         ax.set_title(name, fontsize=8)
     return fig
+
+
+from . import double_descent, memorization  # noqa: E402, F401  (register their figures after these)

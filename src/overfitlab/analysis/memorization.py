@@ -1,0 +1,204 @@
+"""The report's per-example figures: which training examples each architecture learned late,
+forgot, or memorized (collect's ``examples.parquet`` and ``example_consistency.parquet``).
+
+Registered after ``plots.py``'s figures (``plots`` imports this module last), in the page's
+``memorization`` section. Each figure is drawn once per dataset variant (``plots.per_variant``).
+The numbers come from the per-example record, which is the training step's own predictions in
+training mode (``training/module.py``), as ``train_acc`` is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data import layout
+from .figures import ReportInputs, figure, panel_grid
+
+KEPT, CHANGED = "#1f4e79", "#c62828"
+MAX_FORGETTING_BIN = 5  # forgetting events shown 0, 1, ..., 4, ">= 5"
+GRID_PER_KIND = 6  # training images per kind and model in the hardest-examples grid
+
+
+def has_examples(inputs: ReportInputs) -> bool:
+    return not inputs.examples.empty
+
+
+def _label_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
+    """(name, rows, colour): all examples, or kept vs changed labels when a control changed some."""
+    if frame["changed"].any():
+        return [
+            ("kept labels", frame[~frame["changed"]], KEPT),
+            ("changed labels", frame[frame["changed"]], CHANGED),
+        ]
+    return [("all examples", frame, KEPT)]
+
+
+def _per_variant(draw, frame: pd.DataFrame, *args):
+    from .plots import per_variant
+
+    return per_variant(draw, frame, *args)
+
+
+@figure(
+    "learned_epoch",
+    section="memorization",
+    when=has_examples,
+    caption="When each training example was learned: the first epoch after which the training step "
+    "classifies it correctly to the end (right bar: not learned by the last epoch), share of examples, "
+    "pooled over seeds; kept vs changed labels under a label control. Clean examples are learned before "
+    "noisy ones (Arpit et al. 2017, 'A closer look at memorization in deep networks').",
+)
+def learned_epoch(inputs: ReportInputs):
+    return _per_variant(_learned_epoch_panels, inputs.examples, inputs)
+
+
+def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
+    dataset = frame["dataset"].iloc[0]
+    epochs = int(inputs.epochs.loc[inputs.epochs["dataset"] == dataset, "epoch"].max())
+    models = list(dict.fromkeys(frame["model"]))
+    fig, axes = panel_grid(len(models), (3.4, 2.8), f"Epoch each training example was learned, {dataset}")
+    bins = np.arange(1, epochs + 3) - 0.5  # 1..epochs, then epochs + 1 = not learned
+    for ax, model in zip(axes, models, strict=True):
+        for name, rows, colour in _label_groups(frame[frame["model"] == model]):
+            values = rows["learned_epoch"].fillna(epochs + 1)
+            weights = np.full(len(values), 100 / max(len(values), 1))
+            ax.hist(values, bins=bins, weights=weights, histtype="step", color=colour, label=name, lw=1.5)
+        ax.set_xticks([1, max(1, epochs // 2), epochs, epochs + 1], [1, max(1, epochs // 2), epochs, "not"])
+        ax.set(xlabel="epoch learned", ylabel="% of examples")
+        ax.set_title(model, fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+@figure(
+    "forgetting_events",
+    section="memorization",
+    when=has_examples,
+    caption="Forgetting events per training example (classified correctly at one epoch, wrongly at the "
+    "next), share of examples pooled over seeds; 'never' = never classified correctly. The legend gives "
+    "the share of unforgettable examples (learned and never forgotten). Toneva et al. 2019, 'An "
+    "empirical study of example forgetting during deep neural network learning': many examples are "
+    "never forgotten, noisy and atypical ones are forgotten often.",
+)
+def forgetting_events(inputs: ReportInputs):
+    return _per_variant(_forgetting_panels, inputs.examples)
+
+
+def _forgetting_panels(frame: pd.DataFrame):
+    dataset = frame["dataset"].iloc[0]
+    models = list(dict.fromkeys(frame["model"]))
+    fig, axes = panel_grid(len(models), (3.4, 2.8), f"Forgetting events per training example, {dataset}")
+    ticks = [str(i) for i in range(MAX_FORGETTING_BIN)] + [f"≥{MAX_FORGETTING_BIN}", "never"]
+    for ax, model in zip(axes, models, strict=True):
+        groups = _label_groups(frame[frame["model"] == model])
+        width = 0.8 / len(groups)
+        for i, (name, rows, colour) in enumerate(groups):
+            events = rows["forgetting_events"].clip(upper=MAX_FORGETTING_BIN)
+            shares = [((events == k) & ~rows["never_correct"]).mean() for k in range(MAX_FORGETTING_BIN + 1)]
+            shares.append(rows["never_correct"].mean())
+            label = f"{name}: {rows['unforgettable'].mean():.0%} unforgettable"
+            x = np.arange(len(ticks)) + (i - (len(groups) - 1) / 2) * width
+            ax.bar(x, np.asarray(shares) * 100, width=width, color=colour, label=label)
+        ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
+        ax.set(xlabel="forgetting events", ylabel="% of examples")
+        ax.set_title(model, fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+@figure(
+    "consistency_per_class",
+    section="memorization",
+    when=has_examples,
+    caption="Consistency per class: the share of seeds whose final network (eval mode) classifies a "
+    "training example correctly, averaged over the class's examples (on the label trained on; kept vs "
+    "changed labels under a control). Jiang et al. 2021, 'Characterizing structural regularities of "
+    "labeled data in overparameterized models' (C-scores): regular examples are classified consistently.",
+)
+def consistency_per_class(inputs: ReportInputs):
+    return _per_variant(_consistency_panels, inputs.example_consistency)
+
+
+def _consistency_panels(frame: pd.DataFrame):
+    dataset = frame["dataset"].iloc[0]
+    models = list(dict.fromkeys(frame["model"]))
+    classes = list(dict.fromkeys(frame.sort_values("label")["class"]))
+    fig, axes = panel_grid(len(models), (3.6, 3.0), f"Consistency across seeds per class, {dataset}")
+    for ax, model in zip(axes, models, strict=True):
+        groups = _label_groups(frame[frame["model"] == model])
+        height = 0.8 / len(groups)
+        for i, (name, rows, colour) in enumerate(groups):
+            means = rows.groupby("class")["consistency"].mean().reindex(classes) * 100
+            y = np.arange(len(classes)) + (i - (len(groups) - 1) / 2) * height
+            ax.barh(y, means.to_numpy(), height=height, color=colour, label=name)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.invert_yaxis()
+        ax.set(xlabel="% of seeds correct at the end", xlim=(0, 100))
+        ax.set_title(f"{model} ({int(frame.loc[frame.model == model, 'seeds'].max())} seeds)", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def hardest(consistency: pd.DataFrame, epochs: int, n: int = GRID_PER_KIND) -> dict[str, pd.DataFrame]:
+    """The ``n`` training examples of one (variant, model) latest learned (mean learned epoch, not
+    learned counted as ``epochs`` + 1), most forgotten and least consistent, ties by example."""
+    rows = consistency.assign(
+        late=consistency["mean_learned_epoch"].where(
+            consistency["seeds_learned"] == consistency["seeds"], epochs + 1
+        )
+    )
+    return {
+        "latest learned": rows.sort_values(["late", "example"], ascending=[False, True]).head(n),
+        "most forgotten": rows.sort_values(
+            ["mean_forgetting_events", "example"], ascending=[False, True]
+        ).head(n),
+        "least consistent": rows.sort_values(["consistency", "example"]).head(n),
+    }
+
+
+@figure(
+    "hardest_examples",
+    section="memorization",
+    when=has_examples,
+    caption="The training images each architecture learned latest, forgot most often and classified "
+    "least consistently across seeds, with the label trained on (and the true one when a control "
+    "changed it: 'given←true', in red) and the mean over seeds. Mislabeled and atypical images lead these "
+    "lists (Toneva et al. 2019; Jiang et al. 2021).",
+)
+def hardest_examples(inputs: ReportInputs):
+    return _per_variant(_hardest_panels, inputs.example_consistency, inputs)
+
+
+def _hardest_panels(frame: pd.DataFrame, inputs: ReportInputs):
+    from .plots import _gray_or_color, mosaic
+
+    dataset = frame["dataset"].iloc[0]
+    epochs = int(inputs.epochs.loc[inputs.epochs["dataset"] == dataset, "epoch"].max())
+    prepared = inputs.prepared(dataset)
+    manifest = pd.read_csv(layout.manifest_file(prepared), usecols=["example", "split"])
+    position = {e: i for i, e in enumerate(manifest.loc[manifest["split"] == "train", "example"])}
+    images = np.load(layout.images_file(prepared, "train"), mmap_mode="r")
+    models = list(dict.fromkeys(frame["model"]))
+    panels = [
+        (m, kind, rows) for m in models for kind, rows in hardest(frame[frame.model == m], epochs).items()
+    ]
+    fig, axes = panel_grid(len(panels), (3.4, 2.6), f"Hardest training examples per architecture, {dataset}")
+    for ax, (model, kind, rows) in zip(axes, panels, strict=True):
+        tiles = [
+            np.asarray(images[position[e]]).transpose(1, 2, 0).astype(np.float32) for e in rows["example"]
+        ]
+        picture, corners = mosaic(tiles, columns=3, gap=max(2, tiles[0].shape[0] // 2))
+        ax.imshow(picture.squeeze() / 255, cmap=_gray_or_color(tiles[0]), vmin=0, vmax=1)
+        for (top, left), row in zip(corners, rows.to_dict("records"), strict=True):
+            colour = CHANGED if row["changed"] else "black"
+            text = f"{row['label']}←{row['original_label']}" if row["changed"] else str(row["class"])[:10]
+            value = {
+                "latest learned": f"ep {row['late']:.0f}" if row["late"] <= epochs else "not",
+                "most forgotten": f"{row['mean_forgetting_events']:.1f}×",
+                "least consistent": f"{row['consistency']:.0%}",
+            }[kind]
+            ax.text(left, top, f"{text} {value}", fontsize=5.5, color=colour, va="bottom")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"{model}: {kind}", fontsize=8)
+    return fig
