@@ -133,7 +133,13 @@ def write_known_records(project, epochs=3):
     prepared = project / "data/prepared/fashion_mnist"
     labels = np.array([0] * 6 + [1] * 4)
     manifest = pd.DataFrame(
-        {"example": range(10), "split": "train", "source": "train", "source_index": range(10), "label": labels}
+        {
+            "example": range(10),
+            "split": "train",
+            "source": "train",
+            "source_index": range(10),
+            "label": labels,
+        }
     )
     manifest.to_csv(prepared / "manifest.csv", index=False)
     np.save(prepared / "train_images.npy", np.zeros((10, 1, 28, 28), dtype=np.uint8))
@@ -149,10 +155,9 @@ def write_known_records(project, epochs=3):
 def test_collect_measures_examples_and_the_report_draws_them(project):
     import json
 
-    from test_collect_report import write_known_runs
-
     from overfitlab.collect import collect
     from overfitlab.report import report
+    from test_collect_report import write_known_runs
 
     write_known_runs(project)
     write_known_records(project)

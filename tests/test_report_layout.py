@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from overfitlab import examples
 from overfitlab.analysis import figures, plots, tables  # noqa: F401  (plots registers the figures)
 
 MODELS = ["mlp_300_100", "mlp_300_100_dropout", "cnn_pool", "cnn_no_pool", "deep_network"]
@@ -83,6 +84,7 @@ def big_study(tmp_path: Path) -> figures.ReportInputs:
                     }
                 )
             )
+    per_example = known_examples(pd.DataFrame(runs), classes, rng, prepared, n_train=50, epochs=6)
     return figures.ReportInputs(
         epochs=pd.concat(epochs, ignore_index=True),
         runs=pd.DataFrame(runs),
@@ -92,7 +94,44 @@ def big_study(tmp_path: Path) -> figures.ReportInputs:
         prepared_root=tmp_path / "data/prepared",
         diverged=pd.DataFrame(),
         axes={"label_noise": "train.label_noise"},
+        examples=per_example,
+        example_consistency=examples.consistency(per_example),
     )
+
+
+def known_examples(runs, classes, rng, prepared, n_train: int, epochs: int) -> pd.DataFrame:
+    """collect's per-example table for ``runs`` (random learning events; a share ``label_noise`` of
+    changed labels), and the prepared training images and manifest the hardest-examples grid reads."""
+    np.save(prepared / "train_images.npy", rng.integers(0, 255, (n_train, 1, 28, 28), dtype=np.uint8))
+    pd.DataFrame({"example": range(n_train), "split": "train"}).to_csv(prepared / "manifest.csv", index=False)
+    frames = []
+    for run in runs.itertuples():
+        learned = rng.integers(1, epochs + 2, n_train).astype(float)
+        learned[learned > epochs] = np.nan
+        labels = rng.integers(0, len(classes), n_train)
+        changed = rng.uniform(size=n_train) < getattr(run, "label_noise", 0.0)
+        forgetting = rng.integers(0, 4, n_train)
+        never = np.isnan(learned) & (rng.uniform(size=n_train) < 0.5)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dataset": run.dataset,
+                    "model": run.model,
+                    "seed": run.seed,
+                    "example": range(n_train),
+                    "label": labels,
+                    "class": [classes[i] for i in labels],
+                    "learned_epoch": learned,
+                    "forgetting_events": np.where(never, 0, forgetting),
+                    "never_correct": never,
+                    "unforgettable": ~never & (forgetting == 0),
+                    "final_correct": ~np.isnan(learned),
+                    "original_label": np.where(changed, (labels + 1) % len(classes), labels),
+                    "changed": changed,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 def render_page(inputs: figures.ReportInputs, rendered: list, axis_tables: dict) -> str:

@@ -110,7 +110,7 @@ def width_table(errors: pd.DataFrame) -> pd.DataFrame:
 
 def interpolation_width(curve: pd.DataFrame) -> float:
     """The smallest width whose mean training error is at most ``INTERPOLATED`` (NaN: none)."""
-    fitted = curve[curve["train_error"] <= INTERPOLATED]
+    fitted = curve[curve["train_error"] <= INTERPOLATED + 1e-9]  # 1 - 0.99 is 0.010000000000000009
     return float(fitted["width"].min()) if len(fitted) else float("nan")
 
 
