@@ -98,6 +98,7 @@ def test_model_init_keras_gives_glorot_weights_and_zero_biases_and_null_keeps_th
 
     class Data:
         in_channels, image_size, num_classes, images = 1, 28, 10, {}
+        labels = {"train": torch.zeros(4, dtype=torch.long), "val": torch.zeros(2, dtype=torch.long)}
 
     net = build_classifier(cfg, Data()).net
     assert all(torch.count_nonzero(m.bias) == 0 for m in net.modules() if isinstance(m, torch.nn.Linear))

@@ -13,6 +13,9 @@ The identity's code part covers exactly the code a run's numbers depend on: the 
 of the numerics path (data variant, controls, fitting) and of the run's own model family
 (``numerics_code``), computed from the imports, never hand-listed. Orchestration (the Hydra
 entry point, tracking, console output, collect, report) is outside it, and so is this module.
+
+Why one file: it is the contract of a run on disk (names, identity, the records and the per-example
+file); every stage reads it, and splitting it would give one contract two homes.
 """
 
 from __future__ import annotations
@@ -54,6 +57,15 @@ METRIC_ORDER = [
 
 PACKAGE = Path(__file__).resolve().parent
 FAILED = "failed.json"
+
+
+def checkpoint_file(directory: str | Path, config_hash: str) -> Path:
+    """The run's training state after its last completed epoch (``training/checkpoint.py``), named
+    by the config hash it belongs to: a run of another config never resumes from it. A vectorized
+    seed group's one checkpoint is in its first run's directory."""
+    return Path(directory) / f"checkpoint-{config_hash}.pt"
+
+
 # The entry points of the numerics: what turns a prepared dataset, a config and a seed into a run's
 # numbers. Their import closure, plus the run's model family, is the code a run's hash covers.
 NUMERICS = ("overfitlab.data.datasets", "overfitlab.data.controls", "overfitlab.training.fitting")
@@ -145,9 +157,17 @@ def write_done(directory: str | Path, summary: dict) -> None:
     atomic_write_json(Path(directory) / DONE, summary)
 
 
-# What the identity leaves out: speed-only settings (tested to leave the numbers unchanged), and the
-# thread count and seed vectorizing, which change only the order of float sums (recorded in `device`).
-SPEED_ONLY_TRAINER_KEYS = ("progress_bar", "examples_per_step", "vectorize_seeds", "threads")
+# What the identity leaves out: speed-only settings (tested to leave the numbers unchanged), the
+# thread count and seed vectorizing, which change only the order of float sums (recorded in `device`),
+# and the per-epoch checkpoint (a resumed run's numbers are an uninterrupted one's: tests/test_resume.py).
+SPEED_ONLY_TRAINER_KEYS = (
+    "progress_bar",
+    "examples_per_step",
+    "vectorize_seeds",
+    "threads",
+    "checkpoint",
+    "keep_checkpoint",
+)
 
 
 def device_kind(accelerator: str) -> str:

@@ -207,6 +207,33 @@ def panel_grid(n: int, panel: tuple[float, float] = (3.4, 2.9), title: str = "",
     return fig, flat[:n]
 
 
+def per_variant(draw, frame: pd.DataFrame, *args, **kwargs):
+    """``draw(rows of one variant, ...)`` for each dataset (variant) of ``frame``: one figure when
+    the study has one, else ``{variant: figure}`` (the page shows each in the variant's section)."""
+    variants = list(dict.fromkeys(frame["dataset"]))
+    figures = {v: draw(frame[frame["dataset"] == v], *args, **kwargs) for v in variants}
+    return figures if len(variants) > 1 else figures[variants[0]]
+
+
+def mosaic(images: list[np.ndarray], columns: int = 4, gap: int = 2) -> tuple[np.ndarray, list[tuple]]:
+    """Images (H, W, C, same size) tiled ``columns`` a row on a white ground: one panel shows many
+    small images. Returns the mosaic and each image's (top, left) corner."""
+    h, w, c = images[0].shape
+    rows = -(-len(images) // columns)
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, c), 255, dtype=np.float32)
+    corners = []
+    for i, image in enumerate(images):
+        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
+        out[top : top + h, left : left + w] = image
+        corners.append((top, left))
+    return out, corners
+
+
+def gray_or_color(image: np.ndarray) -> str | None:
+    """The colour map for an (H, W, C) image: gray for one channel, none (RGB) for three."""
+    return "gray" if image.shape[2] == 1 else None
+
+
 @dataclass(frozen=True)
 class Rendered:
     name: str  # the PNG's file name without .png; <figure>__<key> for one image per key

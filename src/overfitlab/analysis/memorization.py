@@ -2,7 +2,7 @@
 forgot, or memorized (collect's ``examples.parquet`` and ``example_consistency.parquet``).
 
 Registered after ``plots.py``'s figures (``plots`` imports this module last), in the page's
-``memorization`` section. Each figure is drawn once per dataset variant (``plots.per_variant``).
+``memorization`` section. Each figure is drawn once per dataset variant (``figures.per_variant``).
 The numbers come from the per-example record, which is the training step's own predictions in
 training mode (``training/module.py``), as ``train_acc`` is.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import layout
-from .figures import ReportInputs, figure, panel_grid
+from .figures import ReportInputs, figure, gray_or_color, mosaic, panel_grid, per_variant
 
 KEPT, CHANGED = "#1f4e79", "#c62828"
 MAX_FORGETTING_BIN = 5  # forgetting events shown 0, 1, ..., 4, ">= 5"
@@ -34,12 +34,6 @@ def _label_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
     return [("all examples", frame, KEPT)]
 
 
-def _per_variant(draw, frame: pd.DataFrame, *args):
-    from .plots import per_variant
-
-    return per_variant(draw, frame, *args)
-
-
 @figure(
     "learned_epoch",
     section="memorization",
@@ -50,7 +44,7 @@ def _per_variant(draw, frame: pd.DataFrame, *args):
     "noisy ones (Arpit et al. 2017, 'A closer look at memorization in deep networks').",
 )
 def learned_epoch(inputs: ReportInputs):
-    return _per_variant(_learned_epoch_panels, inputs.examples, inputs)
+    return per_variant(_learned_epoch_panels, inputs.examples, inputs)
 
 
 def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
@@ -82,7 +76,7 @@ def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
     "never forgotten, noisy and atypical ones are forgotten often.",
 )
 def forgetting_events(inputs: ReportInputs):
-    return _per_variant(_forgetting_panels, inputs.examples)
+    return per_variant(_forgetting_panels, inputs.examples)
 
 
 def _forgetting_panels(frame: pd.DataFrame):
@@ -117,7 +111,7 @@ def _forgetting_panels(frame: pd.DataFrame):
     "labeled data in overparameterized models' (C-scores): regular examples are classified consistently.",
 )
 def consistency_per_class(inputs: ReportInputs):
-    return _per_variant(_consistency_panels, inputs.example_consistency)
+    return per_variant(_consistency_panels, inputs.example_consistency)
 
 
 def _consistency_panels(frame: pd.DataFrame):
@@ -167,12 +161,10 @@ def hardest(consistency: pd.DataFrame, epochs: int, n: int = GRID_PER_KIND) -> d
     "lists (Toneva et al. 2019; Jiang et al. 2021).",
 )
 def hardest_examples(inputs: ReportInputs):
-    return _per_variant(_hardest_panels, inputs.example_consistency, inputs)
+    return per_variant(_hardest_panels, inputs.example_consistency, inputs)
 
 
 def _hardest_panels(frame: pd.DataFrame, inputs: ReportInputs):
-    from .plots import _gray_or_color, mosaic
-
     dataset = frame["dataset"].iloc[0]
     epochs = int(inputs.epochs.loc[inputs.epochs["dataset"] == dataset, "epoch"].max())
     prepared = inputs.prepared(dataset)
@@ -189,7 +181,7 @@ def _hardest_panels(frame: pd.DataFrame, inputs: ReportInputs):
             np.asarray(images[position[e]]).transpose(1, 2, 0).astype(np.float32) for e in rows["example"]
         ]
         picture, corners = mosaic(tiles, columns=3, gap=max(2, tiles[0].shape[0] // 2))
-        ax.imshow(picture.squeeze() / 255, cmap=_gray_or_color(tiles[0]), vmin=0, vmax=1)
+        ax.imshow(picture.squeeze() / 255, cmap=gray_or_color(tiles[0]), vmin=0, vmax=1)
         for (top, left), row in zip(corners, rows.to_dict("records"), strict=True):
             colour = CHANGED if row["changed"] else "black"
             text = f"{row['label']}←{row['original_label']}" if row["changed"] else str(row["class"])[:10]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import layout
-from .figures import ReportInputs, figure, panel_grid
+from .figures import ReportInputs, figure, gray_or_color, mosaic, panel_grid, per_variant
 from .stats import pairwise
 from .tables import axis_table, confusion, curve_bands, final_accuracy, is_geometric, percent
 
@@ -69,14 +69,6 @@ def box_plot(inputs: ReportInputs):
         if not tests.empty:
             _mark_tests(ax, data, tests[tests["dataset"] == dataset])
     return fig
-
-
-def per_variant(draw, frame: pd.DataFrame, *args, **kwargs):
-    """``draw(rows of one variant, ...)`` for each dataset (variant) of ``frame``: one figure when
-    the study has one, else ``{variant: figure}`` (the page shows each in the variant's section)."""
-    variants = list(dict.fromkeys(frame["dataset"]))
-    figures = {v: draw(frame[frame["dataset"] == v], *args, **kwargs) for v in variants}
-    return figures if len(variants) > 1 else figures[variants[0]]
 
 
 def plot_bands(bands: pd.DataFrame, metrics: dict[str, str], ylabel: str, log: bool = False, title: str = ""):
@@ -231,10 +223,6 @@ def _confusion_panels(table: pd.DataFrame, class_order: dict):
 GRID_IMAGES = 12  # test images shown per model in the prediction grid (a 3 x 4 mosaic)
 
 
-def _gray_or_color(image: np.ndarray) -> str | None:
-    return "gray" if image.shape[2] == 1 else None
-
-
 @figure(
     "prediction_grid",
     section="variant",
@@ -249,20 +237,6 @@ def prediction_grid(inputs: ReportInputs):
     return per_variant(_prediction_panels, inputs.predictions, inputs)
 
 
-def mosaic(images: list[np.ndarray], columns: int = 4, gap: int = 2) -> tuple[np.ndarray, list[tuple]]:
-    """Images (H, W, C, same size) tiled ``columns`` a row on a white ground: one panel shows many
-    small images. Returns the mosaic and each image's (top, left) corner."""
-    h, w, c = images[0].shape
-    rows = -(-len(images) // columns)
-    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap, c), 255, dtype=np.float32)
-    corners = []
-    for i, image in enumerate(images):
-        top, left = (i // columns) * (h + gap), (i % columns) * (w + gap)
-        out[top : top + h, left : left + w] = image
-        corners.append((top, left))
-    return out, corners
-
-
 def _prediction_panels(predictions: pd.DataFrame, inputs: ReportInputs):
     dataset = predictions["dataset"].iloc[0]
     images = np.load(layout.images_file(inputs.prepared(dataset), "test"), mmap_mode="r")
@@ -273,7 +247,7 @@ def _prediction_panels(predictions: pd.DataFrame, inputs: ReportInputs):
         shown = predictions[predictions.model == model].sort_values("index").head(GRID_IMAGES)
         tiles = [np.asarray(images[i]).transpose(1, 2, 0).astype(np.float32) for i in shown["index"]]
         picture, corners = mosaic(tiles, columns=4, gap=max(2, tiles[0].shape[0] // 3))
-        ax.imshow(picture.squeeze() / 255, cmap=_gray_or_color(tiles[0]), vmin=0, vmax=1)
+        ax.imshow(picture.squeeze() / 255, cmap=gray_or_color(tiles[0]), vmin=0, vmax=1)
         for (top, left), p in zip(corners, shown.itertuples(), strict=True):
             color = "#1a7f37" if p.predicted == p.label else "#c62828"
             ax.text(left, top, f"{p.predicted} {p.confidence:.0%}", fontsize=5.5, color=color, va="bottom")
@@ -319,7 +293,7 @@ def _one_feature_map_figure(dataset: str, model: str, seed: int, maps_file, prep
         f"first {MAPS_SHOWN} channels, in call order"
     )
     fig, axes = panel_grid(1 + len(layers), (3.2, 2.0), title)
-    axes[0].imshow(image.squeeze(), cmap=_gray_or_color(image))
+    axes[0].imshow(image.squeeze(), cmap=gray_or_color(image))
     axes[0].set_title("input", fontsize=8)
     for ax, (name, maps) in zip(axes[1:], layers.items(), strict=True):
         shown = maps[:MAPS_SHOWN]
@@ -457,7 +431,7 @@ def sample_tiles(inputs: ReportInputs):
         tiles = [np.asarray(images[i]).transpose(1, 2, 0).astype(np.float32) for i in chosen]
         if tiles:
             picture, _ = mosaic(tiles, columns=4, gap=2)
-            ax.imshow(picture.squeeze() / 255, cmap=_gray_or_color(tiles[0]), vmin=0, vmax=1)
+            ax.imshow(picture.squeeze() / 255, cmap=gray_or_color(tiles[0]), vmin=0, vmax=1)
         ax.set_xticks([]), ax.set_yticks([])
         name = metas[dataset]["class_names"][label] + (f" ({dataset})" if len(metas) > 1 else "")
         ax.set_title(name, fontsize=8)

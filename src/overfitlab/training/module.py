@@ -33,6 +33,10 @@ chunk each minibatch is stepped with the bare torch optimizer and ``loss.backwar
 per-call wrappers (hooks, precision plugin, profiler) add nothing in the plain 32-bit, one-device
 training the trainer is built for (``fitting.make_trainer``) but cost a small model's step again
 (benchmarks/README.md).
+
+Why one file: ``SeedStack`` (several seeds as one vectorized model) fills its members'
+``Classifier`` sums and per-example records in their own form, so the two classes are one contract
+of what a run accumulates; split, a change to one would silently break the other.
 """
 
 from __future__ import annotations
