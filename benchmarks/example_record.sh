@@ -4,7 +4,8 @@
 # (REF HEAD, HEAD REF, ...) so that a change in the machine's load hits both alike; each from an
 # empty runs/ and MLflow store, on the real Fashion-MNIST at the default study's sizes (2 000
 # training images, 10 epochs), one seed of each of the default study's models, sequential launcher.
-#   bash benchmarks/example_record.sh [REPEATS] [REF]     e.g. bash benchmarks/example_record.sh 4 d7737eb
+#   bash benchmarks/example_record.sh [REPEATS] [REF] [MODELS]
+#   e.g. bash benchmarks/example_record.sh 4 d7737eb mlp_300_100,cnn_no_pool
 # Prints one line per run (variant, wall seconds, load average) and the median of the paired ratios
 # HEAD / REF. The reference differs from HEAD by the whole commit that added the record (training
 # batches carry example indices, the record, the final eval-mode predictions over the training set,
@@ -12,6 +13,7 @@
 set -euo pipefail
 repeats=${1:-4}
 ref=${2:-d7737eb}
+models=${3:-mlp_300_100,cnn_no_pool,deep_network}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'git -C "$root" worktree remove --force "$work/REF" >/dev/null 2>&1; git -C "$root" worktree remove --force "$work/HEAD" >/dev/null 2>&1; rm -rf "$work"' EXIT
@@ -25,7 +27,7 @@ run() {  # variant -> wall seconds of its train stage
   rm -rf runs mlflow.db mlartifacts outputs
   local start end
   start=$(date +%s.%N)
-  PYTHONPATH="$work/$1/src" python -m overfitlab.train --multirun optimizer=adam seed=0 \
+  PYTHONPATH="$work/$1/src" python -m overfitlab.train --multirun optimizer=adam seed=0 "model=$models" \
     trainer.progress_bar=false hydra/launcher=local > "$work/log_$1.txt" 2>&1
   end=$(date +%s.%N)
   echo "$end - $start" | bc

@@ -13,6 +13,11 @@ a function of ``analysis/tables.py``. That is all: the stage draws every registe
 writes ``reports/figures/<name>.png`` and puts it, with its caption, into the page. Only a figure
 that needs a new output of collect touches more (collect.py, ``INPUT_FILES`` in
 analysis/figures.py, and the collect outs / report deps of the three dvc.yaml files).
+
+The stage also gives the study's sweep run in MLflow its aggregate (``tracking.log_study_aggregate``):
+per model and dataset variant the per-epoch mean and 95 % interval of the accuracies and losses as
+``agg/...`` step metrics, the summary table and this report as artifacts. No store, experiment or
+sweep run there, or MLflow unreachable: one warning line, the report stands.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import yaml
+
 from .analysis import plots  # noqa: F401  (registers the figures before render draws them)
 from .analysis.figures import ReportInputs, render
 from .analysis.page import render_html
 from .analysis.stats import pairwise
-from .analysis.tables import axis_table, final_accuracy, per_class_scores, summary_table
+from .analysis.tables import axis_table, final_accuracy, per_class_scores, study_curves, summary_table
 from .errors import exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_text
 
@@ -59,7 +66,45 @@ def report(
     )
     atomic_write_text(out / "index.html", page)
     print(f"report: {out / 'index.html'} ({len(figures)} figures)", file=sys.stderr)
+    log_to_mlflow(inputs, out)
     return out / "index.html"
+
+
+def group_tags(inputs: ReportInputs) -> list[str]:
+    """The child runs' tags that tell the study's variants apart, for MLflow's Group by: ``model``,
+    each varying axis (``axis.<config key>``) and, with several datasets, ``dataset``."""
+    runs = inputs.runs
+    tags = ["model"]
+    if "source_dataset" in runs and runs["source_dataset"].nunique() > 1:
+        tags.append("dataset")
+    return tags + [f"axis.{inputs.axes[column]}" for column in inputs.varying_axes]
+
+
+def log_to_mlflow(inputs: ReportInputs, out: Path, params_file: str = "params.yaml") -> str | None:
+    """The study's aggregate into its sweep run in MLflow (the experiment of params.yaml's
+    ``study.name``); the sweep run's id, or None with one warning line saying why not."""
+    from .tracking import TrackingUnavailable, log_study_aggregate
+
+    try:
+        study = (yaml.safe_load(Path(params_file).read_text()) or {}).get("study", {}).get("name")
+        if not study:
+            raise TrackingUnavailable(f"{params_file} has no study.name")
+        run_ids = (
+            inputs.runs["mlflow_run_id"].dropna().astype(str).tolist()
+            if "mlflow_run_id" in inputs.runs
+            else []
+        )
+        artifacts = {"summary.csv": out / "figures" / "summary.csv", "report/index.html": out / "index.html"}
+        artifacts["report/figures"] = out / "figures"
+        run_id = log_study_aggregate(
+            str(study), study_curves(inputs.epochs), run_ids, artifacts, group_by=group_tags(inputs)
+        )
+    except Exception as error:  # MLflow's, the store's or the network's: the report is written anyway
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"warning: MLflow: study aggregate not logged: {message}", file=sys.stderr)
+        return None
+    print(f"report: study aggregate logged to MLflow run {run_id} (metrics agg/...)", file=sys.stderr)
+    return run_id
 
 
 def _tables(inputs: ReportInputs) -> dict[str, tuple]:

@@ -190,3 +190,33 @@ def class_order(counts: pd.DataFrame, predictions: pd.DataFrame) -> dict[str, li
     for dataset in predictions["dataset"].unique():
         order.setdefault(dataset, sorted(set(predictions["label"])))
     return order
+
+
+STUDY_CURVE_METRICS = ["train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss"]
+
+
+def study_curves(epochs: pd.DataFrame, level: float = BAND_LEVEL) -> pd.DataFrame:
+    """The study's learning curves per (dataset variant, model, metric, epoch) with the same
+    statistics as the report's curve figures (``curve_bands``): accuracies as the mean over seeds
+    with its t-band cut to [0, 1]; losses as the geometric mean with its band (taken on the log,
+    as the loss figure's log axis draws them), ``stat`` says which. Fractions, not percent: the
+    scale of the runs' own metrics. What the sweep's MLflow run gets (``tracking.log_study_aggregate``)."""
+    metrics = [m for m in STUDY_CURVE_METRICS if m in epochs]
+    accuracies = [m for m in metrics if m.endswith("_acc")]
+    losses = [m for m in metrics if m.endswith("_loss")]
+    frames = []
+    if accuracies:
+        bands = curve_bands(epochs, accuracies, level)
+        bands[["low", "high"]] = bands[["low", "high"]].clip(0.0, 1.0)
+        frames.append(bands.assign(stat="mean"))
+    if losses:
+        frames.append(curve_bands(epochs, losses, level, log=True).assign(stat="gmean"))
+    columns = ["dataset", "model", "metric", "stat", "epoch", "mean", "low", "high", "n"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(frames, ignore_index=True)[columns]
+    order = {m: i for i, m in enumerate(STUDY_CURVE_METRICS)}
+    table = table.assign(_order=table["metric"].map(order)).sort_values(
+        ["dataset", "model", "_order", "epoch"]
+    )
+    return table.drop(columns="_order").reset_index(drop=True)
