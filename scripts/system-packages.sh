@@ -3,6 +3,8 @@
 # root or through sudo), idempotently and quietly; no system service is started:
 #   postgresql  the team's tracking server (pg_ctl, initdb; tests/test_team_server.py)
 #   chromium    the MLflow UI in a real browser (tests/test_mlflow_ui.py)
+#   slurm-wlm slurmdbd munge mariadb-server   a single-node SLURM cluster with accounting
+#               (scripts/slurm-local.sh; tests/test_slurm.py)
 # The one place for them: scripts/test.sh (and so .ci/run) calls it. Where a package cannot be
 # installed it exits 1 with one line naming it and what to do; the tests would fail without it.
 set -euo pipefail
@@ -11,6 +13,10 @@ need=()
 compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || command -v pg_ctl >/dev/null || need+=(postgresql)
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
   || need+=(chromium)
+command -v slurmctld >/dev/null && command -v slurmd >/dev/null || need+=(slurm-wlm)
+command -v slurmdbd >/dev/null || need+=(slurmdbd)
+command -v munged >/dev/null || need+=(munge)
+command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null || need+=(mariadb-server)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 fail() {

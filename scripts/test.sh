@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the test suite: every test, as CI (.ci/run) does. It sets up the .venv first if needed and
-# installs the system packages some tests use (PostgreSQL, Chromium: scripts/system-packages.sh), so
+# installs the system packages some tests use (PostgreSQL, Chromium, SLURM: scripts/system-packages.sh), so
 # no test is skipped for a missing one. Extra arguments go to pytest.
 # The quick loop: `scripts/test.sh -m "not slow"` leaves out the tests marked slow (end-to-end
 # pipelines and sweeps, the stages' command lines in a subprocess, the team server's runs, Chromium):
@@ -12,6 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/system-packages.sh  # PostgreSQL and Chromium, which some tests use
+scripts/system-packages.sh  # PostgreSQL, Chromium and SLURM, which some tests use
 export PATH="$PWD/.venv/bin:$PATH"
 exec python -m pytest -n auto --dist loadfile "$@"

@@ -223,7 +223,7 @@ def test_a_killed_job_fails_only_its_run_and_the_rerun_trains_only_that_run(prep
 
 
 @pytest.mark.slow
-def test_a_preempted_job_is_requeued_and_starts_its_run_over(prepared, project):
+def test_a_preempted_job_is_requeued_and_resumes_its_run(prepared, project):
     process = start(*SWEEP, "train.epochs=40")
     try:
         # USR2 is what SLURM sends before a time limit (and submitit on preemption): requeue the job.
@@ -243,3 +243,6 @@ def test_a_preempted_job_is_requeued_and_starts_its_run_over(prepared, project):
     assert sorted(c.info.status for c in children) == ["FINISHED"] * 4 + ["KILLED"]
     logs = "".join(p.read_text() for p in project.glob("outputs/hydra/multirun/*/.submitit/*/*_log.*"))
     assert "Caught signal SIGUSR2" in logs and "Requeued job" in logs
+    # the requeued job continued after the run's last completed epoch (training/checkpoint.py)
+    assert "model_d epochs=40 seed=1: resumed after epoch" in stderr, stderr[-3000:]
+    assert done(project, "model_d", 1)["resumed_after_epoch"] >= 1

@@ -30,15 +30,24 @@ class Job:
     noise: controls.LabelNoise
     commit: str
     console: object
+    checkpoint: object = None  # the EpochCheckpoint of this job's runs (``checkpointing``)
 
 
 def start(run, meta: dict, commit: str):
-    """A fresh run directory (anything half-written or stale removed) and the run's MLflow child run."""
+    """A fresh run directory (anything half-written or stale removed; the checkpoint of this config
+    kept, to resume from) and the run's MLflow child run."""
     from .tracking import RunLogger, dataset_of
 
     cfg = run.cfg
-    shutil.rmtree(run.run_dir, ignore_errors=True)  # half-written, failed or from another config
-    run.run_dir.mkdir(parents=True)
+    keep = runs.checkpoint_file(run.run_dir, run.config_hash)
+    if keep.is_file() and cfg.trainer.get("checkpoint", True):  # interrupted: it resumes from there
+        for path in run.run_dir.iterdir():
+            if path == keep:
+                continue
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    else:
+        shutil.rmtree(run.run_dir, ignore_errors=True)  # half-written, failed or from another config
+    run.run_dir.mkdir(parents=True, exist_ok=True)
     axes = {k: str(v) for k, v in run.axis_values.items()}
     tags = {
         "dataset": cfg.dataset.name,
@@ -55,6 +64,34 @@ def start(run, meta: dict, commit: str):
     resolved = OmegaConf.to_container(cfg, resolve=True)
     name = " ".join([cfg.model.name, *dir_parts(run.axis_values), f"seed={cfg.seed}"])  # lr=0.1, not train.lr
     return RunLogger(cfg, resolved, tags, run_name=name, dataset=dataset_of(cfg, meta))
+
+
+def checkpointing(group: list, job: Job) -> list:
+    """The callbacks for ``fitting.fit`` / ``fit_seeds`` that save the training state of ``group``
+    (one run, or a vectorized seed group) after every epoch in its first run's directory and resume
+    from a checkpoint of exactly these runs (``trainer.checkpoint``; none when it is off)."""
+    lead = group[0]
+    if not lead.cfg.trainer.get("checkpoint", True):
+        return []
+    from .training.checkpoint import EpochCheckpoint
+
+    path = runs.checkpoint_file(lead.run_dir, lead.config_hash)
+    others = f" (and {len(group) - 1} more seed(s))" if len(group) > 1 else ""
+
+    def resumed(epoch: int) -> None:
+        job.console.print(f"[cyan]↻ {lead.label}{others}: resumed after epoch {epoch} ({path})[/cyan]")
+
+    job.checkpoint = EpochCheckpoint(path, [r.config_hash for r in group], on_resume=resumed)
+    return [job.checkpoint]
+
+
+def finish_all(group: list, loggers: list, fitted: list, wall: float, job: Job) -> list[dict]:
+    """``finish`` each run of the group; then its checkpoint is removed (``trainer.keep_checkpoint``
+    keeps it)."""
+    records = [finish(r, lg, f, wall, job) for r, lg, f in zip(group, loggers, fitted, strict=True)]
+    if job.checkpoint is not None and not group[0].cfg.trainer.get("keep_checkpoint", False):
+        job.checkpoint.remove()
+    return records
 
 
 def fail(run, logger, error: BaseException, job: Job) -> None:
@@ -114,6 +151,8 @@ def finish(run, logger, fitted, wall: float, job: Job) -> dict:
     )
     record = runs.done_record(run, fitted, table, wall, data.meta, job.commit, job.noise.record())
     record["mlflow_run_id"] = logger.run_id
+    if job.checkpoint is not None:  # trained in one go (0), or continued after this epoch
+        record["resumed_after_epoch"] = job.checkpoint.resumed_from
     logger.set_tag("device", fitted.device)
     if module.diverged:
         logger.set_tag("diverged", f"epoch {module.diverged_epoch}")

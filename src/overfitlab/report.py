@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from .analysis import plots  # noqa: F401  (registers the figures before render draws them)
+from .analysis import double_descent, plots  # noqa: F401  (plots registers the figures before render)
 from .analysis.figures import ReportInputs, render
 from .analysis.page import render_html
 from .analysis.stats import pairwise
@@ -110,7 +110,11 @@ def log_to_mlflow(inputs: ReportInputs, out: Path, params_file: str = "params.ya
 def _tables(inputs: ReportInputs) -> dict[str, tuple]:
     """The report's tables (``reports/figures/<name>.csv``) with their CSV float format."""
     others = {axis: [a for a in inputs.varying_axes if a != axis] for axis in inputs.varying_axes}
+    study_specific = (
+        {"double_descent": (double_descent.summary(inputs), "%.4f")} if double_descent.applies(inputs) else {}
+    )
     return {
+        **study_specific,
         "summary": (summary_table(inputs.runs, inputs.n_test), "%.4f"),
         "comparisons": (pairwise(final_accuracy(inputs.runs)), "%.6g"),
         "per_class_scores": (per_class_scores(inputs.predictions), "%.6g"),

@@ -13,7 +13,9 @@ or infinite: kept up to the last finite epoch, MLflow FAILED with tag ``diverged
 (an error: MLflow FAILED, no done-marker, the sweep goes on and the stage exits non-zero at the
 end naming it; the next ``dvc repro`` retries it). A signal marks the run KILLED and stops: SIGINT,
 SIGTERM, or, in a submitit job (``hydra/launcher=slurm``), the USR2 with which submitit requeues a job
-SLURM is about to stop (time limit, preemption); the requeued job trains the run again from scratch.
+SLURM is about to stop (time limit, preemption). Each epoch's training state is saved in the run
+directory (``trainer.checkpoint``, ``training/checkpoint.py``): the requeued job, or the next sweep
+after a kill, resumes the run from its last completed epoch, with an uninterrupted run's numbers.
 
 With ``trainer.vectorize_seeds`` on, the first job of a multirun for one configuration trains all
 the sweep's seeds of it at once (``fitting.fit_seeds``) and writes every seed's run as a sequential
@@ -102,20 +104,21 @@ def train(cfg: DictConfig) -> dict | None:
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a scheduler's library handles it
         signal.signal(signal.SIGTERM, _raise_killed)
     threads = launching.threads(cfg)
+    saving = lifecycle.checkpointing(group, job)  # each epoch's state, to resume an interrupted run
     start = time.perf_counter()
     try:
         # the clean/corrupted accuracy split is on labels that actually changed (noise.changed)
         if len(group) == 1:
-            fitted = [fitting.fit(cfg, data, loggers[0].log_epoch, corrupted=noise.changed, threads=threads)]
+            fitted = [fitting.fit(cfg, data, loggers[0].log_epoch, saving, noise.changed, threads)]
         else:
             on_epochs = [lg.log_epoch for lg in loggers]
             fitted = fitting.fit_seeds(
-                [r.cfg for r in group], data, on_epochs, corrupted=noise.changed, threads=threads
+                [r.cfg for r in group], data, on_epochs, saving, noise.changed, threads
             )
     except (KeyboardInterrupt, Killed, SystemExit):
         # Ctrl-C or SIGTERM (which Lightning turns into SystemExit), or a submitit job being requeued
         # (SystemExit after SIGUSR2, preemption or time limit): the run is KILLED, without done.json,
-        # and its next attempt (the requeued job, or the next sweep) starts it over.
+        # and its next attempt (the requeued job, or the next sweep) resumes it from its checkpoint.
         for logger in loggers:
             logger.finish([], status="KILLED")
         raise
@@ -124,8 +127,7 @@ def train(cfg: DictConfig) -> dict | None:
             lifecycle.fail(r, logger, error, job)
         return None
     wall = (time.perf_counter() - start) / len(group)  # with vectorized seeds: each seed's share
-    records = [lifecycle.finish(r, lg, f, wall, job) for r, lg, f in zip(group, loggers, fitted, strict=True)]
-    return records[0]
+    return lifecycle.finish_all(group, loggers, fitted, wall, job)[0]
 
 
 # params.yaml is read from the working directory (the study), conf/ from the project root.

@@ -12,6 +12,11 @@ only how a sweep's jobs are started and awaited (``launch``), selected by ``conf
 * What a job wrote to stderr (its run's one-line outcome, warnings, errors) is passed on to the
   sweep's stderr as the job ends, as if it had run in the sweep's process (the full logs stay in the
   sweep's directory, ``.submitit/<job id>/``).
+* On SLURM a job that has left the queue without a result (cancelled, killed, over its time limit)
+  is noticed from ``squeue``, which needs no accounting database: its state is asked every
+  ``OVERFITLAB_SLURM_POLL_S`` seconds (10) and a job seen ended or gone at two polls in a row is a
+  failed run. submitit alone asks ``sacct``, at growing intervals (up to 10 min): without
+  accounting (slurmdbd) it never learns that such a job ended and the sweep waits forever.
 * The local executor starts at most ``array_parallelism`` jobs at once (SLURM's array throttle,
   which submitit's local executor lacks; null: one per core), so that jobs x threads fit the cores.
 """
@@ -35,6 +40,14 @@ log = logging.getLogger(__name__)
 # submitit polls a dead job's result file this long before giving up (15 s by default, for the
 # caches of a cluster's shared filesystem); a local job's files are on this machine.
 LOCAL_RESULT_WAIT_S = 2
+
+POLL_ENV = "OVERFITLAB_SLURM_POLL_S"  # seconds between two squeue calls of a SLURM sweep
+POLL_S = 10.0
+GONE = "unknown: no longer in SLURM's queue, e.g. cancelled while pending"
+# squeue's states of a job that will not run again (a requeued or preempted job is PENDING again;
+# squeue lists an ended job for MinJobAge seconds, 300 by default, then not at all).
+ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
+         "REVOKED", "TIMEOUT"}  # fmt: skip
 
 
 def cores() -> int:
@@ -67,7 +80,8 @@ class _AwaitEveryJob:
         jobs: list = []
         try:
             self._submit(job_params, jobs)
-            return [self._result(job, params) for job, params in zip(jobs, job_params)]
+            ended = self._await(jobs)
+            return [self._result(job, params, ended.get(job.job_id)) for job, params in zip(jobs, job_params)]
         except BaseException:  # interrupted: no job may go on training behind the next attempt's back
             for job in jobs:
                 if not job.done():
@@ -77,11 +91,19 @@ class _AwaitEveryJob:
     def _submit(self, job_params: list, jobs: list) -> None:
         raise NotImplementedError
 
-    def _result(self, job, params) -> JobReturn:
-        """The job's own return; for a job that died, a failed run recorded for the sweep's end."""
+    def _await(self, jobs: list) -> dict[str, str]:
+        """Wait for the jobs; those that ended without a result, with their state (here: none, as
+        ``job.results()`` learns that from the local executor)."""
+        return {}
+
+    def _result(self, job, params, ended: str | None = None) -> JobReturn:
+        """The job's own return; for a job that died (``ended``: how, when known), a failed run
+        recorded for the sweep's end."""
         from submitit.core.utils import FailedJobError, UncompletedJobError
 
         try:
+            if ended is not None:
+                raise UncompletedJobError(f"job {job.job_id} left the queue without a result ({ended})")
             outcome = job.results()[0]
             _relay(job)
             return outcome
@@ -90,7 +112,7 @@ class _AwaitEveryJob:
             overrides, _, idx = params[:3]
             label = " ".join(filter_overrides(overrides))
             tail = [line for line in (job.stderr() or "").splitlines() if line.strip()][-1:]
-            reason = f"job {job.job_id} ended without a result (state {job.state})"
+            reason = f"job {job.job_id} ended without a result (state {ended or job.state})"
             record = {
                 "run": label,
                 "run_dir": None,
@@ -157,3 +179,82 @@ class SlurmLauncher(_AwaitEveryJob, stock.SlurmLauncher):
 
     def _submit(self, job_params: list, jobs: list) -> None:
         jobs.extend(self.executor().map_array(self, *zip(*job_params)))
+
+    def _await(self, jobs: list) -> dict[str, str]:
+        """Wait until each job has its result or has left the queue without one (seen ended or gone
+        at two squeue polls in a row: a result file written last may take a moment on a shared
+        filesystem). Those jobs, with their last state: they are failed runs."""
+        poll = float(os.environ.get(POLL_ENV) or POLL_S)
+        strikes = {job.job_id: 0 for job in jobs}
+        ended: dict[str, str] = {}
+        pending = list(jobs)
+        next_poll = time.monotonic() + poll
+        while pending:
+            pending = [job for job in pending if not job.paths.result_pickle.exists()]
+            if pending and time.monotonic() >= next_poll:
+                states = queue_states({job.job_id.split("_")[0] for job in pending})
+                for job in pending if states is not None else []:  # None: squeue failed, ask again
+                    state = states.get(job.job_id)
+                    if state is not None and state not in ENDED:
+                        strikes[job.job_id] = 0
+                        continue
+                    strikes[job.job_id] += 1
+                    if strikes[job.job_id] >= 2 and not job.paths.result_pickle.exists():
+                        ended[job.job_id] = state or accounted_state(job.job_id) or GONE
+                pending = [job for job in pending if job.job_id not in ended]
+                next_poll = time.monotonic() + poll
+            if pending:
+                time.sleep(min(1.0, poll))
+        return ended
+
+
+def accounted_state(job_id: str) -> str | None:
+    """sacct's state of a job (None without accounting, or for a job it never saw start)."""
+    import subprocess
+
+    command = [
+        "sacct",
+        "--noheader",
+        "--parsable2",
+        "--allocations",
+        "--format=JobID,State",
+        "--jobs",
+        job_id,
+    ]
+    try:
+        listing = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in listing.stdout.splitlines() if listing.returncode == 0 else []:
+        found, _, state = line.partition("|")
+        if found == job_id and state:
+            return state.split()[0]  # "CANCELLED by 0": the state
+    return None
+
+
+def queue_states(array_ids: set[str]) -> dict[str, str] | None:
+    """squeue's state of each job (``<array>_<task>`` or ``<job>``) of these arrays, ended ones
+    included while SLURM still lists them; None when squeue fails (the controller busy or away)."""
+    import subprocess
+
+    command = [
+        "squeue",
+        "--noheader",
+        "--array",
+        "--states=all",
+        "--format=%i %T",
+        "--jobs",
+        ",".join(array_ids),
+    ]
+    try:
+        listing = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if listing.returncode != 0:
+        # an unknown job id (long gone) is an error to squeue: then it simply lists nothing
+        return {} if "Invalid job id" in listing.stderr else None
+    states = {}
+    for line in listing.stdout.splitlines():
+        job_id, _, state = line.strip().partition(" ")
+        states[job_id] = state.strip()
+    return states

@@ -177,7 +177,7 @@ def _mark(ax, x: float, colour: str, style: str) -> None:
 
 @figure(
     "double_descent",
-    section="question",
+    section="double_descent",
     when=applies,
     caption="Model-wise double descent: final test error (solid, 95 % interval) and training error "
     "(dashed; the final net in eval mode on the labels it trained on) against width k, one line per "
@@ -212,7 +212,7 @@ def double_descent(inputs: ReportInputs):
 
 @figure(
     "double_descent_sample_wise",
-    section="question",
+    section="double_descent",
     when=lambda inputs: applies(inputs) and axis_column(inputs, SIZE) is not None,
     caption="Sample-wise: final test error against width for each training size n (95 % interval), one "
     "panel per label-noise level; dash-dot lines: parameters = n·K for each n. Nakkiran et al. 2019: the "
@@ -239,7 +239,7 @@ def double_descent_sample_wise(inputs: ReportInputs):
 
 @figure(
     "double_descent_epochs",
-    section="question",
+    section="double_descent",
     when=applies,
     caption="Epoch-wise: mean test error over seeds (colour) for each width (x) and epoch (y, log scale), "
     "one "
@@ -285,7 +285,7 @@ def double_descent_epochs(inputs: ReportInputs):
 
 @figure(
     "double_descent_time_to_fit",
-    section="question",
+    section="double_descent",
     when=applies,
     caption="Time to fit against width: the median epoch at which the running training accuracy first "
     "reaches 99 % (over the seeds that did; a missing point: no seed did within the epoch budget), one "

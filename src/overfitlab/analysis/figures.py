@@ -138,6 +138,7 @@ def always(inputs: ReportInputs) -> bool:
 # when there are several), and what the data and the networks look like.
 SECTIONS = {
     "question": "The study's question: against each axis",
+    "double_descent": "Double descent: error against capacity, training time and data size",
     "comparison": "Comparing the architectures",
     "variant": "Learning curves and predictions",
     "memorization": "Which training examples were learned late, forgotten, memorized",

@@ -197,6 +197,9 @@ def _at_chance(runs: pd.DataFrame) -> pd.DataFrame:
 DIVERGED = ["dataset", "model", "seed", "diverged_epoch", "epochs", "device", "config_hash", "mlflow_run_id"]
 
 
+PER_VARIANT = ("variant", "memorization")  # sections with one collapsible group per dataset variant
+
+
 def figure_sections(figures: list[Rendered]) -> list[dict]:
     """The figures grouped as the page shows them: one section per ``figures.SECTIONS`` entry that has
     any, in that order; in the per-variant section one collapsible group per variant when a study
@@ -210,7 +213,7 @@ def figure_sections(figures: list[Rendered]) -> list[dict]:
             continue
         groups: dict[str | None, list[Rendered]] = {}
         for f in shown:
-            groups.setdefault(f.key if section == "variant" else None, []).append(f)
+            groups.setdefault(f.key if section in PER_VARIANT else None, []).append(f)
         sections.append(
             {
                 "id": f"figures-{section}",

@@ -144,9 +144,7 @@ class Classifier(L.LightningModule):
         was_training = self.net.training
         self.net.eval()
         device = next(self.net.parameters()).device
-        predicted = [
-            self.net(batch.to(device)).argmax(1).cpu() for batch in images.split(batch_size)
-        ]
+        predicted = [self.net(batch.to(device)).argmax(1).cpu() for batch in images.split(batch_size)]
         self.net.train(was_training)
         return torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
 

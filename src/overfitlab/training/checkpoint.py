@@ -1,0 +1,171 @@
+"""Runs that survive preemption: the training state saved after every epoch, and a restarted run
+resumed from the last completed epoch with the numbers of an uninterrupted run.
+
+``EpochCheckpoint`` is a Lightning callback the orchestration passes to ``fitting.fit`` /
+``fit_seeds`` (``extra_callbacks``); nothing on the numerics path imports this module, so it is
+outside every run's code hash (``runs.numerics_code``): a correct resume changes no number, so it
+must not change a run's identity either (tests/test_code_hash.py, tests/test_resume.py).
+
+What one checkpoint holds (one file, written atomically, so a kill while writing leaves the
+previous one): the epochs completed; the module's weights (a ``SeedStack``'s stacked weights);
+the optimizer's state; what the module accumulated over those epochs (``run_state``: history,
+test predictions, the per-example record, the diverged epoch); every random generator (torch's
+CPU and CUDA ones, numpy's, Python's) and each training loader's data-order generator
+(``TensorBatches.generator``). A resumed fit continues with epoch ``completed + 1``: the weights,
+optimizer moments, dropout masks and minibatch order are those the uninterrupted run would have
+had, so its ``metrics.csv`` and predictions come out byte-identical (tests/test_resume.py).
+
+When it is written: at the start of each epoch after the first, i.e. once the previous epoch's
+training, evaluation and ``on_train_epoch_end`` (where the module records the epoch) are over and
+before the next epoch draws its data order; and once more when training ends. The file names the
+runs it belongs to (their config hashes): a checkpoint of another configuration is never resumed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+FORMAT = 1
+
+
+def _members(module) -> list:
+    """The classifiers whose epochs a module records: a ``SeedStack``'s members, or the module."""
+    return list(getattr(module, "members", [module]))
+
+
+def _data_order_generators(loader) -> list[torch.Generator]:
+    """The data-order generators of a training loader (``TensorBatches``, or a ``SeedBatches`` of them)."""
+    loaders = getattr(loader, "loaders", [loader])
+    return [part.generator for part in loaders]
+
+
+def rng_state() -> dict:
+    state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": [state[0], torch.from_numpy(state[1].copy()), int(state[2]), int(state[3]), float(state[4])],
+        "python": list(random.getstate()),
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy(), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class EpochCheckpoint(L.Callback):
+    """Save the training state to ``path`` after every epoch; resume from it at the start of a fit.
+
+    ``owners``: the config hashes of the runs trained (one, or a vectorized group's), which the
+    file must name to be resumed. ``on_resume(epoch)`` is told when a fit continues after ``epoch``.
+    """
+
+    def __init__(self, path: str | Path, owners: list[str], on_resume: Callable[[int], None] | None = None):
+        self.path = Path(path)
+        self.owners = list(owners)
+        self.on_resume = on_resume
+        self.saved_epoch = 0  # the epochs the file on disk covers (0: none)
+        self.resumed_from = 0
+
+    # -- saving ------------------------------------------------------------------------------
+    def state(self, trainer, module) -> dict:
+        return {
+            "format": FORMAT,
+            "owners": self.owners,
+            "epoch": trainer.current_epoch,
+            "module": module.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in trainer.optimizers],
+            "run_state": module.run_state(),
+            "rng": rng_state(),
+            "data_order": [g.get_state() for g in _data_order_generators(trainer.train_dataloader)],
+        }
+
+    def save(self, trainer, module) -> None:
+        epoch = trainer.current_epoch
+        if epoch == 0 or epoch == self.saved_epoch:
+            return
+        # Atomically: a kill while writing leaves the previous checkpoint, never half of one.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            buffer = io.BytesIO()  # then one write: faster than torch.save's many small ones to a file
+            crc = torch.serialization.get_crc32_options()
+            torch.serialization.set_crc32_options(False)  # no CRC of each record: ~40 % of a save
+            try:
+                torch.save(self.state(trainer, module), buffer)
+            finally:
+                torch.serialization.set_crc32_options(crc)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getbuffer())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.saved_epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.save(trainer, pl_module)  # the previous epoch, now completely recorded
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.save(trainer, pl_module)
+
+    # -- resuming ----------------------------------------------------------------------------
+    def load(self) -> dict | None:
+        """The checkpoint on disk when it is this fit's (its runs, this format); else None."""
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # unreadable (another torch, a truncated copy): start over
+            import warnings
+
+            warnings.warn(f"{self.path}: not resumed, unreadable checkpoint ({error})", stacklevel=1)
+            return None
+        if state.get("format") != FORMAT or state.get("owners") != self.owners:
+            return None
+        return state
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """Continue after the checkpoint's epoch (Lightning has built the optimizer and the loader,
+        and no epoch has drawn its data order yet)."""
+        state = self.load()
+        if state is None or state["epoch"] == 0:
+            return
+        epoch = int(state["epoch"])
+        pl_module.load_state_dict(state["module"])
+        for optimizer, saved in zip(trainer.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        pl_module.restore_run_state(state["run_state"])
+        restore_rng_state(state["rng"])
+        generators = _data_order_generators(trainer.train_dataloader)
+        for generator, saved in zip(generators, state["data_order"], strict=True):
+            generator.set_state(saved)
+        # The fit loop continues with epoch `epoch + 1` (trainer.current_epoch == epoch).
+        for progress in (trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_progress.total):
+            progress.ready = progress.started = progress.processed = progress.completed = epoch
+        # The epochs restored reach the epoch listeners (MLflow, early stopping) as when trained.
+        for member in _members(pl_module):
+            for row in member.history:
+                for listener in member.epoch_listeners:
+                    listener(row)
+        self.saved_epoch = self.resumed_from = epoch
+        if self.on_resume is not None:
+            self.on_resume(epoch)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
