@@ -248,7 +248,7 @@ def double_descent_sample_wise(inputs: ReportInputs):
 )
 def double_descent_epochs(inputs: ReportInputs):
     errors = run_errors(inputs)
-    epochs = inputs.epochs.merge(
+    epochs = inputs.epochs[["dataset", "model", "seed", "epoch", "test_acc"]].merge(
         errors[["variant", "model", "seed", "width", "noise", "train_size"]].rename(
             columns={"variant": "dataset"}
         ),
