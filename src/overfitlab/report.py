@@ -27,7 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from .analysis import double_descent, plots  # noqa: F401  (plots registers the figures before render)
+from .analysis import plots  # noqa: F401  (registers the figures before render draws them)
+from .analysis.double_descent import applies as has_width_axis
+from .analysis.double_descent import summary as double_descent_summary
 from .analysis.figures import ReportInputs, render
 from .analysis.page import render_html
 from .analysis.stats import pairwise
@@ -111,7 +113,7 @@ def _tables(inputs: ReportInputs) -> dict[str, tuple]:
     """The report's tables (``reports/figures/<name>.csv``) with their CSV float format."""
     others = {axis: [a for a in inputs.varying_axes if a != axis] for axis in inputs.varying_axes}
     study_specific = (
-        {"double_descent": (double_descent.summary(inputs), "%.4f")} if double_descent.applies(inputs) else {}
+        {"double_descent": (double_descent_summary(inputs), "%.4f")} if has_width_axis(inputs) else {}
     )
     return {
         **study_specific,
