@@ -170,6 +170,14 @@ def _log_width(ax, widths) -> None:
     ax.grid(alpha=0.3)
 
 
+def _test_error_band(ax, curve: pd.DataFrame, colour: str, label: str) -> None:
+    """Mean test error against width with its 95 % interval as a band (percent)."""
+    ax.plot(curve.width, 100 * curve.test_error, "o-", color=colour, ms=3, label=label)
+    ax.fill_between(
+        curve.width, 100 * curve.test_error_low, 100 * curve.test_error_high, color=colour, alpha=0.15
+    )
+
+
 def _mark(ax, x: float, colour: str, style: str) -> None:
     if np.isfinite(x):
         ax.axvline(x, color=colour, linestyle=style, linewidth=1)
@@ -195,12 +203,7 @@ def double_descent(inputs: ReportInputs):
         here = table[(table.model == model) & (table.train_size == size)]
         for (noise, curve), colour in zip(here.groupby("noise"), NOISE_COLOURS, strict=False):
             curve = curve.sort_values("width")
-            ax.plot(
-                curve.width, 100 * curve.test_error, "o-", color=colour, ms=3, label=f"test, noise {noise:g}"
-            )
-            ax.fill_between(
-                curve.width, 100 * curve.test_error_low, 100 * curve.test_error_high, color=colour, alpha=0.15
-            )
+            _test_error_band(ax, curve, colour, f"test, noise {noise:g}")
             ax.plot(curve.width, 100 * curve.train_error, "--", color=colour, label=f"train, noise {noise:g}")
             _mark(ax, interpolation_width(curve), colour, ":")
         _mark(ax, params_width(here[here.noise == here.noise.min()].sort_values("width"), size), "#777", "-.")
@@ -226,10 +229,7 @@ def double_descent_sample_wise(inputs: ReportInputs):
         here = table[(table.model == model) & (table.noise == noise)]
         for (size, curve), colour in zip(here.groupby("train_size"), NOISE_COLOURS, strict=False):
             curve = curve.sort_values("width")
-            ax.plot(curve.width, 100 * curve.test_error, "o-", color=colour, ms=3, label=f"n = {size}")
-            ax.fill_between(
-                curve.width, 100 * curve.test_error_low, 100 * curve.test_error_high, color=colour, alpha=0.15
-            )
+            _test_error_band(ax, curve, colour, f"n = {size}")
             _mark(ax, params_width(curve, size), colour, "-.")
         _log_width(ax, sorted(here.width.unique()))
         ax.set(xlabel="width k", ylabel="test error (%)", title=f"{model}, label noise {noise:g}")

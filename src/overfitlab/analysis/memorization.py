@@ -20,6 +20,11 @@ MAX_FORGETTING_BIN = 5  # forgetting events shown 0, 1, ..., 4, ">= 5"
 GRID_PER_KIND = 6  # training images per kind and model in the hardest-examples grid
 
 
+def last_epoch(inputs: ReportInputs, dataset: str) -> int:
+    """The study's last epoch for a dataset (variant): "not learned" is drawn one past it."""
+    return int(inputs.epochs.loc[inputs.epochs["dataset"] == dataset, "epoch"].max())
+
+
 def has_examples(inputs: ReportInputs) -> bool:
     return not inputs.examples.empty
 
@@ -49,7 +54,7 @@ def learned_epoch(inputs: ReportInputs):
 
 def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
     dataset = frame["dataset"].iloc[0]
-    epochs = int(inputs.epochs.loc[inputs.epochs["dataset"] == dataset, "epoch"].max())
+    epochs = last_epoch(inputs, dataset)
     models = list(dict.fromkeys(frame["model"]))
     fig, axes = panel_grid(len(models), (3.4, 2.8), f"Epoch each training example was learned, {dataset}")
     bins = np.arange(1, epochs + 3) - 0.5  # 1..epochs, then epochs + 1 = not learned
@@ -166,7 +171,7 @@ def hardest_examples(inputs: ReportInputs):
 
 def _hardest_panels(frame: pd.DataFrame, inputs: ReportInputs):
     dataset = frame["dataset"].iloc[0]
-    epochs = int(inputs.epochs.loc[inputs.epochs["dataset"] == dataset, "epoch"].max())
+    epochs = last_epoch(inputs, dataset)
     prepared = inputs.prepared(dataset)
     manifest = pd.read_csv(layout.manifest_file(prepared), usecols=["example", "split"])
     position = {e: i for i, e in enumerate(manifest.loc[manifest["split"] == "train", "example"])}
