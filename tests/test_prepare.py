@@ -69,7 +69,7 @@ def test_stratified_sample_keeps_proportions():
     "override,key",
     [
         ("prepare.train_size=100000", "prepare.train_size"),
-        ("prepare.val_size=0", "prepare.val_size"),
+        ("prepare.val_size=-1", "prepare.val_size"),  # 0 is allowed: no validation split
         ("prepare.classes=[0,42]", "prepare.classes"),
         ("prepare.classes=[4]", "prepare.classes"),
     ],
