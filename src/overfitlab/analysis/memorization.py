@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ..data import layout
-from .figures import ReportInputs, figure, gray_or_color, mosaic, panel_grid, per_variant
+from .figures import ReportInputs, figure, gray_or_color, panel_grid, per_variant
 
 KEPT, CHANGED = "#1f4e79", "#c62828"
 MAX_FORGETTING_BIN = 5  # forgetting events shown 0, 1, ..., 4, ">= 5"
+NAMED_LAST_EPOCH = 15  # up to this many epochs the last one gets a tick beside "not learned"
 GRID_PER_KIND = 6  # training images per kind and model in the hardest-examples grid
 
 
@@ -63,7 +64,8 @@ def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
             values = rows["learned_epoch"].fillna(epochs + 1)
             weights = np.full(len(values), 100 / max(len(values), 1))
             ax.hist(values, bins=bins, weights=weights, histtype="step", color=colour, label=name, lw=1.5)
-        ax.set_xticks([1, max(1, epochs // 2), epochs, epochs + 1], [1, max(1, epochs // 2), epochs, "not"])
+        ticks = [1, max(1, epochs // 2)] + ([epochs] if epochs <= NAMED_LAST_EPOCH else [])
+        ax.set_xticks([*ticks, epochs + 1], [*ticks, "not"])  # the last epoch's tick would overlap "not"
         ax.set(xlabel="epoch learned", ylabel="% of examples")
         ax.set_title(model, fontsize=9)
         ax.legend(fontsize=7)
@@ -170,32 +172,36 @@ def hardest_examples(inputs: ReportInputs):
 
 
 def _hardest_panels(frame: pd.DataFrame, inputs: ReportInputs):
+    """One row per (model, kind), one image per column, each titled with its label and value."""
+    import matplotlib.pyplot as plt
+
     dataset = frame["dataset"].iloc[0]
     epochs = last_epoch(inputs, dataset)
     prepared = inputs.prepared(dataset)
     manifest = pd.read_csv(layout.manifest_file(prepared), usecols=["example", "split"])
     position = {e: i for i, e in enumerate(manifest.loc[manifest["split"] == "train", "example"])}
     images = np.load(layout.images_file(prepared, "train"), mmap_mode="r")
+    names = dict(zip(frame["label"], frame["class"], strict=True))  # class names, from the given labels
     models = list(dict.fromkeys(frame["model"]))
-    panels = [
-        (m, kind, rows) for m in models for kind, rows in hardest(frame[frame.model == m], epochs).items()
-    ]
-    fig, axes = panel_grid(len(panels), (3.4, 2.6), f"Hardest training examples per architecture, {dataset}")
-    for ax, (model, kind, rows) in zip(axes, panels, strict=True):
-        tiles = [
-            np.asarray(images[position[e]]).transpose(1, 2, 0).astype(np.float32) for e in rows["example"]
-        ]
-        picture, corners = mosaic(tiles, columns=3, gap=max(2, tiles[0].shape[0] // 2))
-        ax.imshow(picture.squeeze() / 255, cmap=gray_or_color(tiles[0]), vmin=0, vmax=1)
-        for (top, left), row in zip(corners, rows.to_dict("records"), strict=True):
-            colour = CHANGED if row["changed"] else "black"
-            text = f"{row['label']}←{row['original_label']}" if row["changed"] else str(row["class"])[:10]
+    rows = [(m, kind, r) for m in models for kind, r in hardest(frame[frame.model == m], epochs).items()]
+    columns = max(len(r) for _, _, r in rows)
+    size = (1.2 * columns + 1.4, 1.45 * len(rows))
+    fig, axes = plt.subplots(len(rows), columns, figsize=size, squeeze=False, layout="constrained")
+    fig.suptitle(f"Hardest training examples per architecture, {dataset}")
+    for line, (model, kind, examples) in zip(axes, rows, strict=True):
+        line[0].set_ylabel(f"{model}\n{kind}", fontsize=8, rotation=0, ha="right", va="center")
+        for ax, row in zip(line, examples.to_dict("records"), strict=False):
+            tile = np.asarray(images[position[row["example"]]]).transpose(1, 2, 0).astype(np.float32)
+            ax.imshow(tile.squeeze() / 255, cmap=gray_or_color(tile), vmin=0, vmax=1)
+            true = str(names.get(row["original_label"], row["original_label"]))
+            text = f"{row['class'][:10]}←{true[:10]}" if row["changed"] else row["class"]
             value = {
-                "latest learned": f"ep {row['late']:.0f}" if row["late"] <= epochs else "not",
-                "most forgotten": f"{row['mean_forgetting_events']:.1f}×",
-                "least consistent": f"{row['consistency']:.0%}",
+                "latest learned": f"epoch {row['late']:.0f}" if row["late"] <= epochs else "not learned",
+                "most forgotten": f"{row['mean_forgetting_events']:.1f}× forgotten",
+                "least consistent": f"{row['consistency']:.0%} of seeds",
             }[kind]
-            ax.text(left, top, f"{text} {value}", fontsize=5.5, color=colour, va="bottom")
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"{model}: {kind}", fontsize=8)
+            ax.set_title(f"{text}\n{value}", fontsize=7, color=CHANGED if row["changed"] else "black")
+        for ax in line:
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.spines[:].set_visible(ax.has_data())
     return fig
