@@ -18,7 +18,7 @@ from .figures import ReportInputs, figure, gray_or_color, panel_grid, per_varian
 KEPT, CHANGED = "#1f4e79", "#c62828"
 MAX_FORGETTING_BIN = 5  # forgetting events shown 0, 1, ..., 4, ">= 5"
 NAMED_LAST_EPOCH = 15  # up to this many epochs the last one gets a tick beside "not learned"
-GRID_PER_KIND = 6  # training images per kind and model in the hardest-examples grid
+GRID_PER_KIND = 4  # training images per kind and model in the hardest-examples grid
 
 
 def last_epoch(inputs: ReportInputs, dataset: str) -> int:
