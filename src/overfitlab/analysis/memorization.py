@@ -137,7 +137,8 @@ def _consistency_panels(frame: pd.DataFrame):
         ax.invert_yaxis()
         ax.set(xlabel="% of seeds correct at the end", xlim=(0, 100))
         ax.set_title(f"{model} ({int(frame.loc[frame.model == model, 'seeds'].max())} seeds)", fontsize=9)
-        ax.legend(fontsize=7)
+        # below the axis: the bars reach 100 % in most classes, any place inside would cover them
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return fig
 
 
