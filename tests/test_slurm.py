@@ -240,7 +240,9 @@ def test_a_run_failing_inside_its_job_is_a_failed_run_with_its_error(slurm_proje
     wait_until(lambda: set(sacct(*ids).values()) == {"COMPLETED"}, "the tasks COMPLETED", timeout=60)
 
 
-def long_run_then(project: Path, action, *overrides: str, epochs: int) -> tuple[str, dict]:
+def long_run_then(
+    project: Path, action, *overrides: str, epochs: int, timeout: float = 420
+) -> tuple[str, dict]:
     """One run of ``epochs`` epochs; ``action(job id)`` once it has a checkpoint; its stderr and done.json."""
     process = start_sweep("model=mlp_300_100", "seed=0", f"train.epochs={epochs}", *overrides)
     directory = project / f"runs/fashion_mnist/mlp_300_100/epochs={epochs}/seed=0"
@@ -248,7 +250,7 @@ def long_run_then(project: Path, action, *overrides: str, epochs: int) -> tuple[
     running = [j for j, state in queue().items() if state == "RUNNING"]
     assert len(running) == 1, running
     action(running[0])
-    stderr = finish(process)
+    stderr = finish(process, timeout)
     assert process.returncode == 0, stderr[-3000:]
     return stderr, done(project, "mlp_300_100", 0)
 
@@ -269,15 +271,18 @@ def test_scontrol_requeue_of_a_running_job_resumes_its_run(slurm_project):
 
 def test_a_job_at_its_time_limit_is_requeued_and_its_run_resumes(slurm_project):
     # SLURM's limit 1 min, USR2 30 s before it (SLURM may send it up to a minute early): submitit
-    # requeues the job, which resumes the run from its checkpoint; a run of ~1.5 min completes.
+    # requeues the job, which resumes the run from its checkpoint. On a loaded machine the first USR2
+    # can come before the first epoch (nothing to resume yet: that attempt starts over), so the run
+    # is longer than two attempts' windows (400 epochs took 22 s on the 2-core machine, 2026-12-04):
+    # a later attempt is signalled with a checkpoint and the one after it resumes.
     stderr, record = long_run_then(
         slurm_project, lambda job_id: None, "hydra.launcher.timeout_min=1",
-        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=8", epochs=400,
+        "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=12", epochs=1000, timeout=600,
     )  # fmt: skip
     logs = "".join(p.read_text() for p in slurm_project.glob("outputs/hydra/multirun/*/.submitit/*/*_log.*"))
     assert "Caught signal SIGUSR2" in logs and "Requeued job" in logs
     assert "resumed after epoch" in stderr
-    assert record["epochs"] == 400 and record["resumed_after_epoch"] >= 1
+    assert record["epochs"] == 1000 and record["resumed_after_epoch"] >= 1
 
 
 def test_without_accounting_a_cancelled_task_ends_the_sweep_within_two_polls(cluster, slurm_project):
