@@ -239,3 +239,21 @@ def test_tables_sort_by_a_click_in_a_real_browser(tmp_path):
         assert browser.evaluate(read) == sorted(before, reverse=True)
     finally:
         browser.close()
+
+
+@pytest.mark.slow
+def test_the_hardest_examples_grid_names_given_and_true_class_of_a_changed_label(tmp_path):
+    """Each image is titled with its class name, and 'given←true' by name where a control changed
+    the label (the grid once printed label numbers in 5.5 pt text over a mosaic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from overfitlab.analysis import memorization
+
+    inputs = big_study(tmp_path)
+    drawn = memorization.hardest_examples(inputs)
+    noisy = next(fig for key, fig in drawn.items() if not key.endswith("=0.0"))
+    titles = [ax.get_title() for ax in noisy.axes if ax.has_data()]
+    assert titles and all(t.split("\n")[0].startswith("class ") for t in titles), titles[:4]
+    changed = [t for t in titles if "←" in t]
+    assert changed and all(t.split("\n")[0].split("←")[1].startswith("class ") for t in changed)
