@@ -1,5 +1,5 @@
 """A run's hash covers exactly the code its numbers depend on: the numerics path and its own model
-family, computed from the imports (runs.numerics_code), never the orchestration around it."""
+family, computed from the imports (identity.numerics_code), never the orchestration around it."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import compose
-from overfitlab import runs
+from overfitlab import identity as ident
 from overfitlab.imports import closure
 
 ROOT = Path(__file__).resolve().parents[1]
-MLP = "overfitlab.training.models.mlp.MLP"
+MLP = ("overfitlab.training.models.mlp",)  # the parts a run of the MLP family instantiates
 ORCHESTRATION = [
     "train.py",
     "lifecycle.py",
@@ -24,6 +24,7 @@ ORCHESTRATION = [
     "study.py",
     "launching.py",
     "runs.py",
+    "identity.py",
     "analysis/plots.py",
 ]
 
@@ -41,26 +42,26 @@ def edit(path: Path, line: str) -> None:
 
 
 def test_the_numerics_never_import_orchestration():
-    files = {p.relative_to(ROOT / "src/overfitlab").as_posix() for p in runs.numerics_code(MLP)}
+    files = {p.relative_to(ROOT / "src/overfitlab").as_posix() for p in ident.numerics_code(MLP)}
     assert {"training/fitting.py", "data/controls.py", "data/datasets.py", "training/models/mlp.py"} <= files
     assert not files & set(ORCHESTRATION), files & set(ORCHESTRATION)
     assert "training/models/convnet.py" not in files  # only the run's own family
 
 
 def test_editing_any_numerics_file_changes_the_hash(src):
-    before = runs.code_hash.__wrapped__(MLP, src)
-    files = runs.numerics_code(MLP, src)
+    before = ident.code_hash.__wrapped__(MLP, src)
+    files = ident.numerics_code(MLP, src)
     assert len(files) >= 8
     for path in files:
         original = path.read_text()
         edit(path, "_EDITED = 1")
-        assert runs.code_hash.__wrapped__(MLP, src) != before, path
+        assert ident.code_hash.__wrapped__(MLP, src) != before, path
         path.write_text(original)
-    assert runs.code_hash.__wrapped__(MLP, src) == before
+    assert ident.code_hash.__wrapped__(MLP, src) == before
 
 
 def test_orchestration_edits_and_a_new_model_family_leave_the_hash_alone(src):
-    before = runs.code_hash.__wrapped__(MLP, src)
+    before = ident.code_hash.__wrapped__(MLP, src)
     package = src / "overfitlab"
     for name in ORCHESTRATION:
         edit(package / name, 'print("a new console message")')
@@ -68,21 +69,21 @@ def test_orchestration_edits_and_a_new_model_family_leave_the_hash_alone(src):
         "from torch import nn\n\n\nclass ResNet(nn.Module):\n    pass\n"
     )
     edit(package / "training/models/convnet.py", "_OTHER_FAMILY = 1")  # another family's edit
-    assert runs.code_hash.__wrapped__(MLP, src) == before
+    assert ident.code_hash.__wrapped__(MLP, src) == before
     # docstrings, comments and formatting are not code either
     fitting = package / "training/fitting.py"
     fitting.write_text(
         fitting.read_text().replace('"""Fitting:', '"""Fitting (reworded):') + "\n# a comment\n"
     )
-    assert runs.code_hash.__wrapped__(MLP, src) == before
+    assert ident.code_hash.__wrapped__(MLP, src) == before
 
 
 def test_a_new_import_on_the_numerics_path_extends_the_hashed_code(src):
     package = src / "overfitlab"
     (package / "training/schedule.py").write_text("RATE = 1\n")
-    assert package / "training/schedule.py" not in closure(runs.NUMERICS, src)
+    assert package / "training/schedule.py" not in closure(ident.NUMERICS, src)
     edit(package / "training/fitting.py", "from .schedule import RATE  # noqa")
-    assert package / "training/schedule.py" in closure(runs.NUMERICS, src)
+    assert package / "training/schedule.py" in closure(ident.NUMERICS, src)
 
 
 def test_a_new_option_with_its_null_default_leaves_the_identity_unchanged(project):
@@ -90,12 +91,12 @@ def test_a_new_option_with_its_null_default_leaves_the_identity_unchanged(projec
 
     cfg = compose("train", ["model=mlp_300_100"])
     meta = {"data_version": "v"}
-    before = runs.config_hash(runs.identity(cfg, meta))
+    before = ident.config_hash(ident.identity(cfg, meta))
     with open_dict(cfg):
         cfg.model.net.init = None  # e.g. a weight-init option whose null means "as before"
         cfg.trainer.new_speed_knob = None
-    assert runs.config_hash(runs.identity(cfg, meta)) == before
+    assert ident.config_hash(ident.identity(cfg, meta)) == before
     with open_dict(cfg):
         cfg.model.net.init = "keras"
-    assert runs.config_hash(runs.identity(cfg, meta)) != before
+    assert ident.config_hash(ident.identity(cfg, meta)) != before
     assert OmegaConf.select(cfg, "model.net.init") == "keras"

@@ -10,6 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose, run_cli, set_params
+from overfitlab import identity
 from overfitlab import runs as run_record
 from overfitlab.analysis import figures
 from overfitlab.analysis.tables import confusion, curve_bands, final_accuracy, per_class_scores, summary_table
@@ -85,7 +86,7 @@ def write_known_runs(project):
                     "dataset": "fashion_mnist",
                     "model": model,
                     "seed": seed,
-                    "config_hash": run_record.config_hash(run_record.identity(cfg, meta)),
+                    "config_hash": identity.config_hash(identity.identity(cfg, meta)),
                     "data_version": "d",
                     "git_commit": "c",
                     "class_names": ["a", "b"],

@@ -12,7 +12,7 @@ import yaml
 
 from conftest import compose, run_cli
 from overfitlab.data.controls import apply_controls, control_tag, corrupt_labels, random_pixels
-from overfitlab.training.module import ECE_BINS, calibration_counts, expected_calibration_error
+from overfitlab.measures.calibration import ECE_BINS, calibration_counts, expected_calibration_error
 
 
 def splits(n=40, classes=4):
@@ -217,8 +217,8 @@ def test_training_with_random_labels_reports_clean_and_corrupted_accuracy(prepar
 
 
 def test_label_noise_mode_is_part_of_the_run_identity(project):
-    from overfitlab.runs import config_hash
-    from overfitlab.runs import identity as run_identity
+    from overfitlab.identity import config_hash
+    from overfitlab.identity import identity as run_identity
 
     default = run_identity(compose("train"), {"data_version": "v"})  # params.yaml without the key
     uniform = run_identity(compose("train", ["++train.label_noise_mode=uniform"]), {"data_version": "v"})

@@ -75,7 +75,7 @@ def test_git_commit_from_a_study_directory_sees_edits_to_the_shared_code(tmp_pat
 
 def test_training_code_fingerprint_ignores_layout_but_not_code():
     """Reformatting, comments and docstrings keep a study's runs; a change to what the code does not."""
-    from overfitlab.runs import code_fingerprint
+    from overfitlab.fingerprint import code_fingerprint
 
     source = 'def f(x):\n    """Why."""\n    return x + 1  # one\n'
     same = 'def f(x):\n    """Another why, longer."""\n    # a comment\n    return (\n        x + 1\n    )\n'

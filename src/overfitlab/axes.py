@@ -29,7 +29,21 @@ COMMAND_LINE_AXES_ENV = "OVERFITLAB_COMMAND_LINE_AXES"  # keys the command line 
 # definition (``dataset.*``, ``prepare.*``: the prepare stage writes one prepared dataset, and the
 # data version is part of a run's identity; a data-size axis is declared in study.axes, which
 # prepares one variant per value). The speed-only trainer settings are not axes either
-# (``is_run_key``'s ``speed_only``: runs.SPEED_ONLY_TRAINER_KEYS).
+# (``is_run_key``'s ``speed_only``: SPEED_ONLY_TRAINER_KEYS).
+# Neither in a run's identity (identity.py) nor an axis: speed-only settings (tested to leave the
+# numbers unchanged), the thread count and seed vectorizing, which change only the order of float
+# sums (recorded in `device`), and the per-epoch checkpoint (a resumed run's numbers are an
+# uninterrupted one's: tests/test_resume.py).
+SPEED_ONLY_TRAINER_KEYS = (
+    "progress_bar",
+    "examples_per_step",
+    "vectorize_seeds",
+    "threads",
+    "checkpoint",
+    "keep_checkpoint",
+)
+
+
 NOT_AXES = ("hydra", "mlflow", "paths", "study", "dataset", "prepare")
 PREPARE = "prepare."
 

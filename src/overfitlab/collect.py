@@ -46,15 +46,15 @@ from . import axes, examples
 from .data import layout
 from .errors import ConfigError, exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
+from .identity import changed_measures, config_hash, identity
+from .measures import fingerprints
 from .project import project_root
 from .runs import (
     CONFIG,
     FEATURE_MAPS,
     METRICS,
     PREDICTIONS,
-    config_hash,
     extra_test_sets,
-    identity,
     metric_columns,
     read_done,
 )
@@ -84,27 +84,36 @@ def variants(study: Study) -> list[Variant]:
     return [Variant(d, v) for d, v in itertools.product(study.datasets, study.variants())]
 
 
+def run_overrides(study: Study, params: dict):
+    """Each run of the study as the train stage's sweep composes it: (variant, model, seed, the Hydra
+    overrides: dataset, model, seed, one per axis, plus dvc.yaml's ``optimizer=``).
+
+    Override values are written as the sweep writes them (``axes.override_value``): 1 and 1.0 are
+    different configs to the hash."""
+    train = params.get("train") or {}
+    optimizer = [f"optimizer={train['optimizer']}"] if "optimizer" in train else []
+    for variant, model, seed in itertools.product(variants(study), study.models, study.seeds):
+        values = [f"{k}={axes.override_value(v)}" for k, v in variant.values.items()]
+        yield (
+            variant,
+            model,
+            seed,
+            [f"dataset={variant.dataset}", f"model={model}", f"seed={seed}", *values, *optimizer],
+        )
+
+
 def expected_identities(
     study: Study, params: dict, metas: dict[Path, dict], prepared_root: Path
 ) -> dict[Path, dict]:
     """The identity the train stage would give each run of the study now, by run dir (relative to
     the runs root): the run's config composed from conf/ and params.yaml with the overrides of the
-    train stage's sweep (dataset, model, seed, one per axis, plus dvc.yaml's ``optimizer=``), the
-    prepared data's meta.json and the numerics code.
-
-    Override values are written as the sweep writes them (``axes.override_value``): 1 and 1.0 are
-    different configs to the hash.
-    """
+    train stage's sweep (``run_overrides``), the prepared data's meta.json and the numerics code."""
     from hydra import compose, initialize_config_dir
 
-    train = params.get("train") or {}
-    optimizer = [f"optimizer={train['optimizer']}"] if "optimizer" in train else []
     expected = {}
     conf = str(project_root() / "conf")
     with initialize_config_dir(version_base="1.3", config_dir=conf, job_name="collect"):
-        for variant, model, seed in itertools.product(variants(study), study.models, study.seeds):
-            values = [f"{k}={axes.override_value(v)}" for k, v in variant.values.items()]
-            overrides = [f"dataset={variant.dataset}", f"model={model}", f"seed={seed}", *values, *optimizer]
+        for variant, model, seed, overrides in run_overrides(study, params):
             cfg = compose(config_name="train", overrides=overrides)
             meta = metas[variant.prepared(prepared_root)]
             expected[study.run_dir(Path(), variant.dataset, model, variant.values, seed)] = identity(
@@ -113,13 +122,13 @@ def expected_identities(
     return expected
 
 
-def _changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
+def changes(recorded: dict, current: dict, prefix: str = "") -> list[str]:
     """``key: old -> new`` for every leaf that differs between two identities."""
     out = []
     for key in sorted(set(recorded) | set(current)):
         old, new = recorded.get(key), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            out += _changes(old, new, f"{prefix}{key}.")
+            out += changes(old, new, f"{prefix}{key}.")
         elif old != new:
             out.append(f"{prefix}{key}: {old!r} -> {new!r}")
     return out
@@ -139,9 +148,9 @@ def why_stale(directory: Path, done: dict, named: tuple, expected: dict, meta: d
         return f"its done.json is for {', '.join(mismatch)}"
     if not (directory / CONFIG).exists():
         return f"no {CONFIG} to compare"
-    changes = _changes(identity(OmegaConf.load(directory / CONFIG), meta), expected)
-    if changes:
-        return "; ".join(changes[:3]) + (f"; {len(changes) - 3} more" if len(changes) > 3 else "")
+    differ = changes(identity(OmegaConf.load(directory / CONFIG), meta), expected)
+    if differ:
+        return "; ".join(differ[:3]) + (f"; {len(differ) - 3} more" if len(differ) > 3 else "")
     return "same config: the numerics code or the prepared data changed since it was trained"
 
 
@@ -155,6 +164,7 @@ def read_runs(
     table and figure compares like with like; ``source_dataset`` is the dataset, one column per axis
     holds its value (``axes.column``) and ``prepared`` the prepared data's directory."""
     epochs, runs, diverged, missing, stale = [], [], [], [], []
+    lacking: dict[str, int] = {}  # measure -> runs trained before it existed
     columns = {key: axes.column(key, study.axes) for key in study.axes}
     for variant, model, seed in itertools.product(variants(study), study.models, study.seeds):
         key = study.run_dir(Path(), variant.dataset, model, variant.values, seed)
@@ -170,6 +180,12 @@ def read_runs(
             named = (variant.dataset, model, seed)
             stale.append(f"{directory} ({why_stale(directory, done, named, current, meta)})")
             continue
+        if changed_measures(done):
+            names = ", ".join(changed_measures(done))
+            stale.append(f"{directory} (the code of its measure(s) {names} changed since it was measured)")
+            continue
+        for name in sorted(set(fingerprints()) - set(done.get("measures") or fingerprints())):
+            lacking[name] = lacking.get(name, 0) + 1
         own = {columns[k]: v for k, v in variant.values.items()}
         summary = {k: v for k, v in done.items() if k not in ("final", "axes")} | {
             "dataset": variant.label,
@@ -185,6 +201,12 @@ def read_runs(
         metrics = pd.read_csv(directory / METRICS).assign(dataset=variant.label)
         epochs.append(metrics.assign(**own))
         runs.append(summary)
+    for name, count in lacking.items():
+        print(
+            f"note: {count} run(s) were trained before the measure {name!r} existed: "
+            "its columns are empty for them (nothing is retrained for a new measure)",
+            file=sys.stderr,
+        )
     if missing:
         raise ConfigError(
             f"{len(missing)} run(s) of the study are not complete, e.g. {missing[0]}: "

@@ -1,7 +1,7 @@
 """Which files of the package a module runs: its import closure, read from the code, never hand-listed.
 
 Two contracts are derived from it: a run's code hash covers the closure of the numerics path
-(``runs.numerics_code``), and each DVC stage's code deps are the closure of its entry module
+(``identity.numerics_code``), and each DVC stage's code deps are the closure of its entry module
 (``pipeline.py``). A new import therefore extends both by itself. Imports are read from the
 syntax tree, function-level ones included; ``importlib``/``instantiate`` targets are added by the
 callers that know them (a model family named in a config's ``_target_``).
@@ -57,12 +57,15 @@ def imported_modules(path: Path, src: Path = SRC) -> set[str]:
     return {m for m in found if module_file(m, src)}
 
 
-def closure(modules, src: Path = SRC) -> list[Path]:
-    """The files of ``modules``, their packages' ``__init__`` files and everything they import, sorted."""
+def closure(modules, src: Path = SRC, outside=()) -> list[Path]:
+    """The files of ``modules``, their packages' ``__init__`` files and everything they import, sorted;
+    modules under the ``outside`` prefixes are left out (and not followed)."""
     seen: set[Path] = set()
     todo = list(modules)
     while todo:
         name = todo.pop()
+        if any(name == o or name.startswith(o + ".") for o in outside):
+            continue
         parts = name.split(".")
         for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__
             path = module_file(".".join(parts[:i]), src)

@@ -1,7 +1,7 @@
 """How many runs a launcher runs at once, and so how many CPU threads each run gets.
 
 Speed only (orchestration): the thread count changes nothing but the order of float sums, and it
-is recorded in each run's ``device``, outside its identity (``runs.SPEED_ONLY_TRAINER_KEYS``).
+is recorded in each run's ``device``, outside its identity (``axes.SPEED_ONLY_TRAINER_KEYS``).
 """
 
 from __future__ import annotations

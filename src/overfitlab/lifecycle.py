@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from . import runs, sweep
+from . import measures, runs, sweep
 from .axes import dir_parts
 from .data import controls
 from .data.datasets import PreparedDataset
@@ -31,6 +31,18 @@ class Job:
     commit: str
     console: object
     checkpoint: object = None  # the EpochCheckpoint of this job's runs (``checkpointing``)
+
+
+def already_trained(run, console) -> bool:
+    """The run is complete and current where it is, or a complete run of its identity elsewhere in
+    the study was moved here (``identity.reuse``): said in one line, nothing trains."""
+    if run.complete():
+        console.print(f"[dim]= {run.label}: already trained with this config, kept: {run.run_dir}[/dim]")
+        return True
+    found = run.reuse()
+    if found is not None:
+        console.print(f"[dim]= {run.label}: already trained with this config, moved from {found}[/dim]")
+    return found is not None
 
 
 def start(run, meta: dict, commit: str):
@@ -149,7 +161,9 @@ def finish(run, logger, fitted, wall: float, job: Job) -> dict:
         else None,
         relabelled,
     )
-    record = runs.done_record(run, fitted, table, wall, data.meta, job.commit, job.noise.record())
+    record = runs.done_record(
+        run, fitted, table, wall, data.meta, job.commit, job.noise.record(), measures.fingerprints()
+    )
     record["mlflow_run_id"] = logger.run_id
     if job.checkpoint is not None:  # trained in one go (0), or continued after this epoch
         record["resumed_after_epoch"] = job.checkpoint.resumed_from

@@ -9,26 +9,16 @@ once ``done.json`` exists (written last) and names the current config hash; ``do
 has one row per epoch with the columns ``metric_columns`` orders: every column the module
 produced is kept, known ones first, so a new metric is never dropped.
 
-The identity's code part covers exactly the code a run's numbers depend on: the import closure
-of the numerics path (data variant, controls, fitting) and of the run's own model family
-(``numerics_code``), computed from the imports, never hand-listed. Orchestration (the Hydra
-entry point, tracking, console output, collect, report) is outside it, and so is this module.
-
-Why one file: it is the contract of a run on disk (names, identity, the records and the per-example
-file); every stage reads it, and splitting it would give one contract two homes.
+What the hash covers, when a stored run is current and how one is reused elsewhere in a study is
+``identity.py``'s; this module is the layout and the files.
 """
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
-from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
-from .files import atomic_write_json, sha256_json
-from .imports import closure
+from .files import atomic_write_json
 
 DONE = "done.json"
 METRICS = "metrics.csv"
@@ -55,7 +45,6 @@ METRIC_ORDER = [
     "test_ece",
 ]
 
-PACKAGE = Path(__file__).resolve().parent
 FAILED = "failed.json"
 
 
@@ -64,11 +53,6 @@ def checkpoint_file(directory: str | Path, config_hash: str) -> Path:
     by the config hash it belongs to: a run of another config never resumes from it. A vectorized
     seed group's one checkpoint is in its first run's directory."""
     return Path(directory) / f"checkpoint-{config_hash}.pt"
-
-
-# The entry points of the numerics: what turns a prepared dataset, a config and a seed into a run's
-# numbers. Their import closure, plus the run's model family, is the code a run's hash covers.
-NUMERICS = ("overfitlab.data.datasets", "overfitlab.data.controls", "overfitlab.training.fitting")
 
 
 def run_dir(runs_root: str | Path, dataset: str, model: str, axis_values: dict, seed: int) -> Path:
@@ -94,51 +78,6 @@ def metric_columns(columns) -> list[str]:
     )
 
 
-def family_module(target: str) -> str | None:
-    """The module of a model family's ``_target_`` (``overfitlab.training.models.mlp.MLP`` ->
-    ``overfitlab.training.models.mlp``); None for a class outside the package."""
-    module = str(target).rsplit(".", 1)[0]
-    return module if module.startswith("overfitlab.") else None
-
-
-def numerics_code(model_target: str | None = None, src: Path = PACKAGE.parent) -> list[Path]:
-    """The files a run's numbers depend on: the closure of ``NUMERICS`` and of its model family
-    (``src``: the directory holding the package, another copy of it in the tests)."""
-    family = family_module(model_target) if model_target else None
-    return closure([*NUMERICS, *([family] if family else [])], src)
-
-
-def code_fingerprint(source: str) -> str:
-    """What a module's code does, without its layout: the syntax tree with docstrings dropped, so
-    reformatting, comments and docstrings do not retrain a study, while any change to the code does."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(body, list)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
-
-
-@cache
-def code_hash(model_target: str | None = None, src: Path = PACKAGE.parent) -> str:
-    """One hash over ``numerics_code``: each file's path (relative to the package) and code."""
-    digest = hashlib.sha256()
-    for path in numerics_code(model_target, src):
-        digest.update(path.relative_to(Path(src) / "overfitlab").as_posix().encode())
-        digest.update(code_fingerprint(path.read_text()).encode())
-    return digest.hexdigest()[:16]
-
-
-def config_hash(identity: dict) -> str:
-    return sha256_json(identity)[:12]
-
-
 def read_done(directory: str | Path) -> dict | None:
     """The run's ``done.json`` (None if missing or unreadable: the run is not complete)."""
     try:
@@ -147,112 +86,9 @@ def read_done(directory: str | Path) -> dict | None:
         return None
 
 
-def is_complete(directory: str | Path, expected_hash: str | None = None) -> bool:
-    done = read_done(directory)
-    return done is not None and (expected_hash is None or done.get("config_hash") == expected_hash)
-
-
 def write_done(directory: str | Path, summary: dict) -> None:
     """Written last, atomically: from now on the run counts as complete."""
     atomic_write_json(Path(directory) / DONE, summary)
-
-
-# What the identity leaves out: speed-only settings (tested to leave the numbers unchanged), the
-# thread count and seed vectorizing, which change only the order of float sums (recorded in `device`),
-# and the per-epoch checkpoint (a resumed run's numbers are an uninterrupted one's: tests/test_resume.py).
-SPEED_ONLY_TRAINER_KEYS = (
-    "progress_bar",
-    "examples_per_step",
-    "vectorize_seeds",
-    "threads",
-    "checkpoint",
-    "keep_checkpoint",
-)
-
-
-def device_kind(accelerator: str) -> str:
-    """``cuda`` or ``cpu``: where a run with this ``trainer.accelerator`` trains on this machine."""
-    import torch
-
-    wants_gpu = accelerator in ("auto", "gpu", "cuda")
-    return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
-
-
-def without_nulls(value):
-    """``value`` with every ``None`` entry of its mappings dropped, recursively: a new option whose
-    default ``null`` means "as before" leaves existing runs' identity (and hash) unchanged."""
-    if isinstance(value, dict):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value]
-    return value
-
-
-def identity(cfg, meta: dict) -> dict:
-    """What defines a run's numbers (its hash keys the done-marker): the resolved run config's
-    dataset, controls, model, optimizer, trainer and seed, the prepared data's version, the code on
-    its numerics path (``numerics_code``), the torch version and the device kind (a GPU or another
-    torch gives other numbers). Null settings are left out (``without_nulls``)."""
-    import torch
-    from omegaconf import OmegaConf
-
-    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key in SPEED_ONLY_TRAINER_KEYS:
-        trainer.pop(key, None)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    return without_nulls(
-        {
-            "dataset": cfg.dataset.name,
-            "data_version": meta["data_version"],
-            "control": OmegaConf.to_container(cfg.control, resolve=True),
-            "model": model,
-            "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
-            "trainer": trainer,
-            "seed": int(cfg.seed),
-            "training_code": code_hash(str(model.get("net", {}).get("_target_", ""))),
-            "torch": torch.__version__,
-            "device_kind": device_kind(str(cfg.trainer.accelerator)),
-        }
-    )
-
-
-@dataclass
-class Run:
-    """One run of the current config: its axis values, directory and the hash that keys it."""
-
-    cfg: object  # the composed run config (DictConfig)
-    identity: dict
-    run_dir: Path
-    axis_values: dict = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, cfg, meta: dict) -> Run:
-        """The run of a composed run config (``conf/train.yaml``) on the prepared data of ``meta``."""
-        from .axes import run_values
-
-        return cls(cfg, identity(cfg, meta), Path(cfg.paths.run_dir), run_values(cfg))
-
-    @property
-    def key(self) -> str:
-        """``<dataset>/<model>/<axis>=<value>...``: the run without its seed."""
-        from .axes import dir_parts
-
-        return "/".join([self.cfg.dataset.name, self.cfg.model.name, *dir_parts(self.axis_values)])
-
-    @property
-    def label(self) -> str:
-        """``fashion_mnist mlp lr=0.1 seed=0``: the run in console lines and failure lists."""
-        from .axes import label
-
-        parts = [self.cfg.dataset.name, self.cfg.model.name, label(self.axis_values), f"seed={self.cfg.seed}"]
-        return " ".join(p for p in parts if p)
-
-    @property
-    def config_hash(self) -> str:
-        return config_hash(self.identity)
-
-    def complete(self) -> bool:
-        return is_complete(self.run_dir, self.config_hash)
 
 
 def write_files(
@@ -322,7 +158,9 @@ def read_train_examples(directory: Path) -> dict:
     return record
 
 
-def done_record(run, fitted, table, wall: float, data_meta: dict, commit: str, noise_record: dict) -> dict:
+def done_record(
+    run, fitted, table, wall: float, data_meta: dict, commit: str, noise_record: dict, measures: dict
+) -> dict:
     """``done.json``'s content for a trained run: who it is, where its numbers came from (code,
     config hash, data version, torch, device, machine) and its final metrics."""
     from .machine import hardware
@@ -336,6 +174,7 @@ def done_record(run, fitted, table, wall: float, data_meta: dict, commit: str, n
         "axes": run.axis_values,
         "seed": int(run.cfg.seed),
         "config_hash": run.config_hash,
+        "measures": measures,  # each measure's fingerprint, so a changed one is never kept silently
         "data_version": data_meta["data_version"],
         "git_commit": commit,
         "class_names": data_meta["class_names"],
@@ -349,6 +188,7 @@ def done_record(run, fitted, table, wall: float, data_meta: dict, commit: str, n
         **noise_record,
         "pixels": str(run.cfg.control.pixels),
         "final": {c: float(final[c]) for c in columns if c not in KEY_COLUMNS} if len(table) else {},
+        "weights_digests": list(module.weights_digests),  # per kept epoch: what a canary compares
     }
     if module.diverged:
         record |= {"status": "diverged", "diverged_epoch": module.diverged_epoch}

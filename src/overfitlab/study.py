@@ -11,12 +11,20 @@ import yaml
 from omegaconf import OmegaConf
 
 from . import resolvers  # noqa: F401  (registers conf/'s resolvers for every entry point)
-from .axes import COMMAND_LINE_AXES_ENV, FIXED, combinations, is_run_key, override_value, sweep_overrides
+from .axes import (
+    COMMAND_LINE_AXES_ENV,
+    FIXED,
+    SPEED_ONLY_TRAINER_KEYS,
+    combinations,
+    is_run_key,
+    override_value,
+    sweep_overrides,
+)
 from .axes import parse as parse_axes
 from .checks import is_int
 from .errors import ConfigError, exit_on_config_error, require
 from .project import project_root
-from .runs import SPEED_ONLY_TRAINER_KEYS, run_dir
+from .runs import run_dir
 
 
 @dataclass(frozen=True)

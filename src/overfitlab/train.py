@@ -32,7 +32,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from . import launching, lifecycle, runs, sweep
+from . import identity, launching, lifecycle, runs, sweep
 from .data import controls
 from .data.datasets import PreparedDataset, load_prepared
 from .errors import exit_on_config_error, require
@@ -43,7 +43,7 @@ from .study import preflight
 from .training import fitting
 
 
-def seed_group(run: runs.Run, data: PreparedDataset, console) -> list[runs.Run]:
+def seed_group(run: identity.Run, data: PreparedDataset, console) -> list[identity.Run]:
     """The sweep's other seeds of this config still to train, to train along with ``run`` (vectorized).
 
     Empty when vectorizing is off, outside a multirun, or where it cannot be done (said once, why).
@@ -64,12 +64,12 @@ def seed_group(run: runs.Run, data: PreparedDataset, console) -> list[runs.Run]:
     for seed in (s for s in seeds if s != cfg.seed):
         other = copy.deepcopy(cfg)
         other.seed = seed  # and whatever depends on it, e.g. paths.run_dir
-        others.append(runs.Run.of(other, data.meta))
+        others.append(identity.Run.of(other, data.meta))
     require(
         len({run.run_dir, *(o.run_dir for o in others)}) == len(seeds),
         f"trainer.vectorize_seeds: paths.run_dir={cfg.paths.run_dir!r} is the same for every seed",
     )
-    return [o for o in others if not o.complete()]
+    return [o for o in others if not lifecycle.already_trained(o, console)]
 
 
 class Killed(BaseException):
@@ -93,9 +93,8 @@ def train(cfg: DictConfig) -> dict | None:
         cfg.trainer.feature_map_image < n_test,
         f"trainer.feature_map_image={cfg.trainer.feature_map_image} but the test split has {n_test} images",
     )
-    run = runs.Run.of(cfg, data.meta)
-    if run.complete():
-        console.print(f"[dim]= {run.label}: already trained with this config, kept: {run.run_dir}[/dim]")
+    run = identity.Run.of(cfg, data.meta)
+    if lifecycle.already_trained(run, console):
         return runs.read_done(run.run_dir)
     group = [run] + seed_group(run, data, console)
     noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)

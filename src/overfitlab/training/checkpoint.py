@@ -3,7 +3,7 @@ resumed from the last completed epoch with the numbers of an uninterrupted run.
 
 ``EpochCheckpoint`` is a Lightning callback the orchestration passes to ``fitting.fit`` /
 ``fit_seeds`` (``extra_callbacks``); nothing on the numerics path imports this module, so it is
-outside every run's code hash (``runs.numerics_code``): a correct resume changes no number, so it
+outside every run's code hash (``identity.numerics_code``): a correct resume changes no number, so it
 must not change a run's identity either (tests/test_code_hash.py, tests/test_resume.py).
 
 What one checkpoint holds (one file, written atomically, so a kill while writing leaves the

@@ -1,6 +1,6 @@
 """A small CNN family (the course's CNNs): conv blocks with optional pooling, then dense layers.
 
-One model family per file: a run hashes only its own family's code (runs.numerics_code)."""
+One model family per file: a run hashes only its own family's code (identity.numerics_code)."""
 
 from __future__ import annotations
 

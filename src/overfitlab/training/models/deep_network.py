@@ -1,6 +1,6 @@
 """The microscopy study's deep network: shared-weight repeated convolutions.
 
-One model family per file: a run hashes only its own family's code (runs.numerics_code)."""
+One model family per file: a run hashes only its own family's code (identity.numerics_code)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A fully connected network (the Fashion-MNIST notebook's and the course's dense networks).
 
-One model family per file: a run hashes only its own family's code (runs.numerics_code)."""
+One model family per file: a run hashes only its own family's code (identity.numerics_code)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ source's ``0 if y < 0 else 1``. So this family reproduces the source's network, 
 count (one output unit, not two) and its loss. For K > 2 classes it is the multinomial logit with
 the first class as reference (K - 1 free logits).
 
-One model family per file: a run hashes only its own family's code (runs.numerics_code)."""
+One model family per file: a run hashes only its own family's code (identity.numerics_code)."""
 
 from __future__ import annotations
 
