@@ -65,6 +65,11 @@ SMALL_STUDY = {
         "label_noise": 0.0,
         "pixels": "none",
         "data_seed": 0,
+        "weight_decay": 0.0,
+        "weight_decay_mode": "l2",
+        "augment": "none",
+        "augment_padding": 4,
+        "label_smoothing": 0.0,
     },
     "launcher": "local",  # conf/hydra/launcher/ (the train stage's cmd needs it)
 }

@@ -41,9 +41,16 @@ def predictions(module) -> torch.Tensor:
     return torch.cat([t.cpu() for t in module.test_predictions])
 
 
-@pytest.mark.parametrize("model", ["model_d", "mlp_300_100"])  # model_d: dropout draws from the RNG
-def test_a_fit_resumed_from_its_checkpoint_ends_as_an_uninterrupted_fit(prepared, tmp_path, model):
-    overrides = [f"model={model}", "train.epochs=4", "trainer.progress_bar=false", "trainer.threads=1"]
+@pytest.mark.parametrize(
+    "run",
+    [
+        ["model=model_d"],  # dropout draws from the RNG
+        ["model=mlp_300_100"],
+        ["model=mlp_300_100", "train.augment=crop_flip"],  # augmentation draws from its own generator
+    ],
+)
+def test_a_fit_resumed_from_its_checkpoint_ends_as_an_uninterrupted_fit(prepared, tmp_path, run):
+    overrides = [*run, "train.epochs=4", "trainer.progress_bar=false", "trainer.threads=1"]
     cfg = compose("train", overrides)
     data = load_prepared(prepared)
     whole = fit(cfg, data).module
@@ -157,6 +164,7 @@ def test_an_interrupted_run_resumes_with_the_files_of_an_uninterrupted_one(prepa
     done = json.loads((directory / "done.json").read_text())
     assert done["resumed_after_epoch"] >= 3 and done["config_hash"] == done_before["config_hash"]
     assert read_files(directory) == expected  # metrics.csv, predictions, ...: the same bytes
+    assert done["weights_digests"] == done_before["weights_digests"]  # and the same weights each epoch
     assert not list(directory.glob("checkpoint-*"))
 
 

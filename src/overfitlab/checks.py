@@ -67,6 +67,15 @@ def fraction(value, key: str) -> float:
     return float(value)
 
 
+def below_one(value, key: str) -> float:
+    """A rate in [0, 1): a dropout rate, a label-smoothing amount."""
+    require(
+        is_number(value) and 0 <= value < 1,
+        f"{key}={value!r} must be a number from 0 up to (not including) 1",
+    )
+    return float(value)
+
+
 def choice(value, key: str, allowed) -> str:
     require(value in allowed, f"{key}={value!r}; allowed: {list(allowed)}")
     return value

@@ -89,20 +89,39 @@ def device_kind(accelerator: str) -> str:
 
 
 def without_defaults(value, defaults: dict | None = None, prefix: str = ""):
-    """``value`` with every ``None`` entry of its mappings, and every key at its declared default
-    (``defaults``: dotted key -> value), dropped, recursively."""
+    """``value`` with every ``None`` entry of its mappings, and every key at its declared default,
+    dropped, recursively. Declared: ``defaults`` (dotted key -> value; ``DECLARED_DEFAULTS``) and,
+    for a part instantiated from this package, its class's ``DECLARED_DEFAULTS``; a part left with
+    nothing but its ``_target_`` is off and leaves too, as does a mapping emptied that way."""
     defaults = DECLARED_DEFAULTS if defaults is None else defaults
-    if isinstance(value, dict):
-        kept = {}
-        for key, item in value.items():
-            dotted = f"{prefix}{key}"
-            if item is None or (dotted in defaults and _same(item, defaults[dotted])):
-                continue
-            kept[key] = without_defaults(item, defaults, f"{dotted}.")
-        return kept
     if isinstance(value, list):
-        return [without_defaults(v, defaults, f"{prefix}") for v in value]
-    return value
+        return [without_defaults(v, defaults, prefix) for v in value]
+    if not isinstance(value, dict):
+        return value
+    own = part_defaults(value)
+    kept = {}
+    for key, item in value.items():
+        dotted = f"{prefix}{key}"
+        declared = own if key in own else defaults
+        name = key if key in own else dotted
+        if item is None or (name in declared and _same(item, declared[name])):
+            continue
+        pruned = without_defaults(item, defaults, f"{dotted}.")
+        if isinstance(item, dict) and item and not pruned:
+            continue  # emptied by declared defaults: an optional part that is off
+        kept[key] = pruned
+    return {} if own and set(kept) <= {"_target_"} else kept
+
+
+def part_defaults(node: dict) -> dict:
+    """The ``DECLARED_DEFAULTS`` of the class a config node instantiates from this package ({} for
+    none): the settings at which an optional part of training is off (training/parts/)."""
+    target = node.get("_target_")
+    if not (isinstance(target, str) and target.startswith("overfitlab.")):
+        return {}
+    from hydra.utils import get_class
+
+    return dict(getattr(get_class(target), "DECLARED_DEFAULTS", {}))
 
 
 def _same(value, default) -> bool:

@@ -8,10 +8,15 @@ trains (``train``) and for every axis value of a study before anything trains (`
 
 from __future__ import annotations
 
-from .checks import choice, flag, int_value, positive_int, positive_number
+import inspect
+
+from .checks import below_one, choice, flag, int_value, is_number, positive_int, positive_number
 from .data import controls
+from .errors import require
 from .training.losses import LOSSES
 from .training.models.layers import INITS
+from .training.parts.augment import KINDS
+from .training.parts.weight_decay import MODES
 
 
 def check_run_config(cfg) -> None:
@@ -44,3 +49,39 @@ def check_run_config(cfg) -> None:
     positive_number(cfg.optimizer.get("lr"), "train.lr")
     int_value(cfg.seed, "seed", low=0, what="a non-negative integer (params.yaml: study.seeds)")
     controls.check_control(cfg.control)
+    check_parts(trainer.parts, trainer.loss)
+    check_dropout(cfg.model)
+
+
+def check_parts(parts, loss: str) -> None:
+    """The optional parts of training (training/parts/), by the params.yaml keys that set them."""
+    decay = parts.weight_decay
+    require(
+        is_number(decay.strength) and decay.strength >= 0,
+        f"train.weight_decay={decay.strength!r} must be a number >= 0 (0: off)",
+    )
+    choice(decay.mode, "train.weight_decay_mode", MODES)
+    choice(parts.augment.kind, "train.augment", KINDS)
+    int_value(parts.augment.padding, "train.augment_padding", low=0, what="pixels, an integer >= 0")
+    smoothing = below_one(parts.label_smoothing.amount, "train.label_smoothing")
+    require(
+        smoothing == 0 or loss == "cross_entropy",
+        f"train.label_smoothing={smoothing} needs train.loss=cross_entropy (it smooths the softmax "
+        f"targets), not {loss}",
+    )
+
+
+def check_dropout(model) -> None:
+    """``model.dropout`` (null, or a rate for a family with a ``dropout`` argument)."""
+    dropout = model.get("dropout")
+    if dropout is None:
+        return
+    below_one(dropout, "model.dropout")
+    from hydra.utils import get_class
+
+    family = get_class(model.net._target_)
+    require(
+        "dropout" in inspect.signature(family).parameters,
+        f"model.dropout={dropout}: model {model.name} ({family.__name__}) has no dense hidden layers to "
+        "drop out; use it with a model whose family takes dropout (mlp, convnet, deep_network, alexnet)",
+    )

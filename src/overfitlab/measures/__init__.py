@@ -21,6 +21,7 @@ from functools import cache
 from .calibration import Calibration
 from .label_noise import LabelNoise
 from .loss_accuracy import LossAccuracy
+from .penalty import Penalty
 from .per_example import PerExample
 from .test_predictions import TestPredictions
 from .weights_digest import WeightsDigest
@@ -33,6 +34,7 @@ MEASURES = {
     "per_example": PerExample,
     "test_predictions": TestPredictions,
     "weights_digest": WeightsDigest,
+    "penalty": Penalty,
 }
 SHARED = ("meter", "sums")  # the machinery every measure runs through: in every fingerprint
 

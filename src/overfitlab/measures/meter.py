@@ -8,7 +8,7 @@ vectorized seed group's training side sums with a leading seeds dimension and ha
 share to that seed's own meter (``hand_out``), so both paths compute the same numbers.
 
 A measure is a class taking keyword arguments (``loss``, ``n_train``) with any of the hooks
-``on_train(sums, hit=, index=, loss_sum=, corrupted=)``, ``on_eval(sums, name, logits, y)``,
+``on_train(sums, hit=, index=, loss_sum=, corrupted=, **extra)``, ``on_eval(sums, name, logits, y)``,
 ``close(totals, row)`` (add its columns to the row, set aside the epoch's record), ``keep(weights)``
 and ``state()`` / ``restore(state)`` (what a checkpoint saves of its kept records).
 """
@@ -37,12 +37,14 @@ class RunMeter:
         index: torch.Tensor,
         loss_sum: torch.Tensor,
         corrupted: torch.Tensor | None = None,
+        **extra,
     ) -> None:
         """Training minibatches (logits made before each one's update; ``index``: the examples'
-        positions in the split; ``corrupted``: labels a control replaced); (seeds, ...) for a group."""
+        positions in the split; ``corrupted``: labels a control replaced; ``extra``: what an optional
+        part of the step hands on, e.g. ``penalties``); (seeds, ...) for a vectorized group."""
         hit = logits.argmax(-1) == y
         for on_train in self._each("on_train"):
-            on_train(self.sums, hit=hit, index=index, loss_sum=loss_sum, corrupted=corrupted)
+            on_train(self.sums, hit=hit, index=index, loss_sum=loss_sum, corrupted=corrupted, **extra)
 
     def eval(self, name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
         """One evaluation batch of loader ``name``."""

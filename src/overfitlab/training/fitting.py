@@ -63,6 +63,29 @@ def setup_torch(cfg: DictConfig, threads: int | None = None) -> None:
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.trainer.allow_tf32)
 
 
+def build_net(cfg: DictConfig, data: PreparedDataset):
+    """The run's net: its family sized by the data, with ``model.dropout`` (the study axis: dropout
+    after each dense hidden layer) in place of the family's own when it is set."""
+    from hydra.utils import instantiate
+
+    dropout = cfg.model.get("dropout")
+    return instantiate(
+        cfg.model.net,
+        in_channels=data.in_channels,
+        image_size=data.image_size,
+        num_classes=data.num_classes,
+        **({} if dropout is None else {"dropout": float(dropout)}),
+    )
+
+
+def build_parts(cfg: DictConfig) -> list:
+    """The optional parts of training that are on (``trainer.parts``: training/parts/)."""
+    from hydra.utils import instantiate
+
+    parts = [instantiate(node, seed=int(cfg.seed)) for node in (cfg.trainer.get("parts") or {}).values()]
+    return [part for part in parts if part.active]
+
+
 def build_classifier(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
     """Seed and build the net exactly as a run of ``cfg.seed`` does; wrap it with its metrics."""
     import lightning as L
@@ -71,9 +94,7 @@ def build_classifier(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
     from .module import Classifier, StopWhenValidationStalls
 
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
-    net = instantiate(
-        cfg.model.net, in_channels=data.in_channels, image_size=data.image_size, num_classes=data.num_classes
-    )
+    net = build_net(cfg, data)
     initialize(net, cfg.model.get("init"))
     extra_tests = [s for s in data.images if s.startswith("test@")]  # named extra test sets
     validation = ["val"] if len(data.labels["val"]) else []  # prepare.val_size: 0 = no validation split
@@ -85,6 +106,7 @@ def build_classifier(cfg: DictConfig, data: PreparedDataset, on_epoch=None):
         batch_size=cfg.trainer.batch_size,
         n_train=len(data.labels["train"]),
         loss=cfg.trainer.loss,
+        parts=build_parts(cfg),
     )
     if on_epoch is not None:
         module.epoch_listeners.append(on_epoch)
@@ -239,12 +261,9 @@ def vectorize_wanted(cfg: DictConfig) -> bool:
 
 def why_not_vectorized(cfg: DictConfig, data: PreparedDataset) -> str | None:
     """Why the seeds of this config cannot be trained as one vectorized model (None: they can)."""
-    from hydra.utils import instantiate
     from torch import nn
 
-    net = instantiate(
-        cfg.model.net, in_channels=data.in_channels, image_size=data.image_size, num_classes=data.num_classes
-    )
+    net = build_net(cfg, data)
     for module in net.modules():
         if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
             return (
@@ -262,4 +281,6 @@ def why_not_vectorized(cfg: DictConfig, data: PreparedDataset) -> str | None:
         )
     if cfg.trainer.early_stopping.patience:
         return "early stopping would stop each seed at its own epoch"
+    if build_parts(cfg):
+        return "optional parts of training (weight decay, augmentation, label smoothing) train seed by seed"
     return None

@@ -25,6 +25,7 @@ training the trainer is built for (``fitting.make_trainer``) but cost a small mo
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import lightning as L
 import torch
@@ -43,10 +44,18 @@ class Classifier(L.LightningModule):
         batch_size: int,
         n_train: int,
         loss: str = "cross_entropy",
+        parts: list = (),
     ):
         super().__init__()
         self.automatic_optimization = False
         self.net = net
+        # The optional parts of training that are on (training/parts/: their hooks, by name).
+        self._hooks = {
+            hook: [getattr(p, hook) for p in parts if hasattr(p, hook)]
+            for hook in ("start_epoch", "transform", "penalty", "before_step")
+        }
+        losses = [p.loss for p in parts if hasattr(p, "loss")]
+        self._per_example_loss = losses[0] if losses else partial(per_example_loss, loss=loss)
         self.batch_size = batch_size
         self.optimizer_factory = optimizer_factory
         self.eval_names = list(eval_names)  # names of the validation loaders, in order
@@ -117,12 +126,22 @@ class Classifier(L.LightningModule):
     def training_step(self, chunk, chunk_idx):
         optimizer = self.optimizers().optimizer  # the bare torch optimizer (module docstring)
         images, labels, index, *flags = chunk
-        logits_seen, mean_losses = [], []
+        logits_seen, mean_losses, penalties = [], [], []
         for x, y in zip(images.split(self.batch_size), labels.split(self.batch_size)):
+            for transform in self._hooks["transform"]:
+                x = transform(x)
             logits = self.net(x)
-            loss = per_example_loss(logits, y, self.loss).mean()  # the minibatch mean, as a plain loop
+            loss = self._per_example_loss(logits, y).mean()  # the minibatch mean, as a plain loop
+            objective = loss
+            for penalty in self._hooks["penalty"]:
+                term = penalty(self.net)
+                if term is not None:
+                    objective = objective + term
+                    penalties.append(term.detach())
             optimizer.zero_grad()
-            loss.backward()
+            objective.backward()
+            for before_step in self._hooks["before_step"]:
+                before_step(optimizer, self.net)
             optimizer.step()
             logits_seen.append(logits.detach())
             mean_losses.append(loss.detach())
@@ -130,11 +149,16 @@ class Classifier(L.LightningModule):
         # cost a small model ~10 % of its step on a CPU (benchmarks/README.md).
         means = torch.stack(mean_losses)
         loss_sum = means[:-1].sum() * self.batch_size + means[-1] * len(y)  # only the last can be short
-        self.meter.train(torch.cat(logits_seen), labels, index, loss_sum, *flags)
+        extra = {"penalties": torch.stack(penalties)} if penalties else {}
+        self.meter.train(torch.cat(logits_seen), labels, index, loss_sum, *flags, **extra)
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
         self.meter.eval(self.eval_names[dataloader_idx], self.net(x), y)
+
+    def on_train_epoch_start(self) -> None:
+        for start_epoch in self._hooks["start_epoch"]:
+            start_epoch(self.current_epoch + 1, next(self.net.parameters()).device)
 
     def on_train_epoch_end(self) -> None:
         # Lightning runs the validation loop before this hook, so all sums of the epoch are here.

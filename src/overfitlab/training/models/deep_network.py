@@ -15,7 +15,8 @@ class DeepNetwork(nn.Module):
 
     entry conv16; conv16 applied twice (one module, shared weights), each followed by a pool;
     conv32, pool; conv32_2 applied twice (shared); pool; conv64; conv64_2 applied twice (shared),
-    each followed by a pool; dense 512 (optionally dense ``extra_dense``); output.
+    each followed by a pool; dense 512 (optionally dense ``extra_dense``), each followed by dropout
+    ``dropout`` when above 0; output.
     """
 
     def __init__(
@@ -25,6 +26,7 @@ class DeepNetwork(nn.Module):
         num_classes: int,
         extra_dense: int | None = None,
         min_pool_size: int = 2,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.entry_conv = nn.Conv2d(in_channels, 16, 3, padding=1)
@@ -41,7 +43,7 @@ class DeepNetwork(nn.Module):
             self.pools.append(keep)
             size = size // 2 if keep else size
         hidden = [512] + ([extra_dense] if extra_dense else [])
-        head, width = dense_stack(64 * size * size, hidden, "relu", 0.0)
+        head, width = dense_stack(64 * size * size, hidden, "relu", dropout)
         self.head = nn.Sequential(nn.Flatten(), head, nn.Linear(width, num_classes))
 
     def _pool(self, x: torch.Tensor, index: int) -> torch.Tensor:
