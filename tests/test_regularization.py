@@ -5,8 +5,10 @@ that does not use it, checked against hand computations on the real training pat
 from __future__ import annotations
 
 import copy
+import itertools
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -61,8 +63,8 @@ def test_l2_weight_decay_adds_strength_times_the_squared_weights_to_the_loss(pre
         expected = w0 - lr * (grad[name] + decay)
         assert torch.allclose(after.get_parameter(name), expected, atol=1e-6), name
     assert history[0]["train_penalty"] == pytest.approx(penalty, rel=1e-5)
-    plain = nn.functional.cross_entropy(before(data.images["train"]), data.labels["train"])
-    assert history[0]["train_loss"] == pytest.approx(float(plain), rel=1e-5)  # the data loss alone
+    plain = nn.functional.cross_entropy(before(data.images["train"]), data.labels["train"]).detach()
+    assert history[0]["train_loss"] == pytest.approx(plain.item(), rel=1e-5)  # the data loss alone
 
 
 def test_decoupled_weight_decay_shrinks_the_weights_apart_from_the_gradient(prepared):
@@ -88,7 +90,7 @@ def test_label_smoothing_trains_on_the_smoothed_targets(prepared):
     loss.backward()
     for name, w0 in before.named_parameters():
         assert torch.allclose(after.get_parameter(name), w0 - lr * net.get_parameter(name).grad, atol=1e-6)
-    assert history[0]["train_loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert history[0]["train_loss"] == pytest.approx(loss.item(), rel=1e-5)
 
 
 def test_augmentation_flips_and_crops_each_image_reproducibly():
@@ -169,3 +171,52 @@ def test_the_levers_at_their_defaults_leave_every_identity_and_hash_as_before(pr
     assert on["training_code"] != plain["training_code"]
     smoothing = ident.identity(compose("train", ["model=mlp_300_100", "train.label_smoothing=0.1"]), meta)
     assert ident.config_hash(smoothing) not in (ident.config_hash(plain), ident.config_hash(on))
+
+
+def test_the_regularization_table_compares_each_regimen_with_none_per_model_and_labels():
+    import pandas as pd
+
+    from overfitlab.analysis.regularization import regularization_table
+
+    rows = []
+    for noise, wd, augment, seed in itertools.product(
+        (0.0, 1.0), (0.0, 0.0005), ("none", "crop_flip"), range(3)
+    ):
+        test = (0.1 if noise else 0.80 + 0.02 * (wd > 0) + 0.01 * (augment != "none")) + 0.001 * seed
+        train = 0.6 if noise and augment != "none" else 1.0  # augmented random labels: not fitted
+        rows.append(
+            {
+                "source_dataset": "fashion_mnist",
+                "dataset": f"fashion_mnist+label_noise={noise}+weight_decay={wd}+augment={augment}",
+                "model": "mlp",
+                "seed": seed,
+                "label_noise": noise,
+                "weight_decay": wd,
+                "augment": augment,
+                "final_train_acc": train,
+                "final_test_acc": test,
+                "final_gap_acc": train - test,
+                "fit_epoch": 7.0 if train == 1.0 else float("nan"),
+                "epochs": 60,
+            }
+        )
+    axes = {
+        "label_noise": "train.label_noise",
+        "weight_decay": "train.weight_decay",
+        "augment": "train.augment",
+    }
+    table = regularization_table(pd.DataFrame(rows), axes).set_index(["labels", "regimen"])
+    assert list(table.loc["true labels"].index) == [
+        "none",
+        "augment",
+        "weight decay",
+        "weight decay + augment",
+    ]
+    both = table.loc[("true labels", "weight decay + augment")]
+    assert both["test_mean"] == pytest.approx(83.1) and both["test_vs_none"] == pytest.approx(3.0)
+    assert both["p_vs_none"] == pytest.approx(0.1) and "cannot go below 0.1" in both["note"]
+    assert both["test_ci_low"] < 83.1 < both["test_ci_high"]
+    random = table.loc[("random labels", "augment")]
+    assert random["seeds_fitted"] == 0 and np.isnan(random["fit_epoch_median"])
+    assert table.loc[("random labels", "none"), "fit_epoch_median"] == 7
+    assert np.isnan(table.loc[("true labels", "none"), "test_vs_none"])

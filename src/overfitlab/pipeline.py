@@ -125,13 +125,15 @@ stages:
     outs:
       - reports/metrics/epochs.parquet
       - reports/metrics/epochs.csv
-      - reports/metrics/runs.csv
+      - reports/metrics/runs.csv:
+          cache: false   # committed (one row per run): a clone checks the docs' numbers untrained
       - reports/metrics/curves
       - reports/metrics/predictions.parquet
       - reports/metrics/class_counts.csv
       - reports/metrics/feature_maps.csv
       - reports/metrics/feature_maps
-      - reports/metrics/axes.json
+      - reports/metrics/axes.json:
+          cache: false
       - reports/metrics/examples.parquet
       - reports/metrics/example_consistency.parquet
     metrics:

@@ -32,6 +32,8 @@ from .analysis.double_descent import applies as has_width_axis
 from .analysis.double_descent import summary as double_descent_summary
 from .analysis.figures import ReportInputs, render
 from .analysis.page import render_html
+from .analysis.regularization import applies as has_regularizer_axis
+from .analysis.regularization import regularization_table
 from .analysis.stats import pairwise
 from .analysis.tables import axis_table, final_accuracy, per_class_scores, study_curves, summary_table
 from .errors import exit_on_config_error
@@ -112,9 +114,14 @@ def log_to_mlflow(inputs: ReportInputs, out: Path, params_file: str = "params.ya
 def _tables(inputs: ReportInputs) -> dict[str, tuple]:
     """The report's tables (``reports/figures/<name>.csv``) with their CSV float format."""
     others = {axis: [a for a in inputs.varying_axes if a != axis] for axis in inputs.varying_axes}
-    study_specific = (
-        {"double_descent": (double_descent_summary(inputs), "%.4f")} if has_width_axis(inputs) else {}
-    )
+    study_specific = {
+        **({"double_descent": (double_descent_summary(inputs), "%.4f")} if has_width_axis(inputs) else {}),
+        **(
+            {"regularization": (regularization_table(inputs.runs, inputs.axes), "%.4f")}
+            if has_regularizer_axis(inputs)
+            else {}
+        ),
+    }
     return {
         **study_specific,
         "summary": (summary_table(inputs.runs, inputs.n_test), "%.4f"),

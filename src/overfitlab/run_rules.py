@@ -45,6 +45,8 @@ def check_run_config(cfg) -> None:
     if "width" in cfg.model:  # the capacity of a width-parametrized family (conf/model/*_width.yaml)
         int_value(cfg.model.width, "model.width", low=1, what="a positive integer (the layer width k)")
     flag(trainer.vectorize_seeds, "trainer.vectorize_seeds", also=("auto",))
+    for key in ("checkpoint", "keep_checkpoint", "progress_bar", "train_eval_pass"):
+        flag(trainer.get(key), "train.train_eval_pass" if key == "train_eval_pass" else f"trainer.{key}")
     flag(trainer.allow_tf32, "trainer.allow_tf32")
     positive_number(cfg.optimizer.get("lr"), "train.lr")
     int_value(cfg.seed, "seed", low=0, what="a non-negative integer (params.yaml: study.seeds)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -87,6 +89,40 @@ def load_study(params_file: str | Path = "params.yaml", conf_dir: str | Path | N
 
 
 CONFIG_GROUPS = ("dataset", "model", "optimizer", "trainer")
+# Keys a command line may add (``+key=...``) that nothing in conf/ declares: constructor arguments of
+# what a config instantiates (the constructor refuses an unknown one), an image folder's named extra
+# test sets (a mapping of the user's names) and Hydra's own settings. ``+group=option`` adds a config
+# group (``+search=mlp``).
+ADDABLE = ("model.net.", "optimizer.", "dataset.extra_test_sets.", "hydra.")
+
+
+@cache
+def read_train_keys(conf_dir: Path) -> frozenset[str]:
+    """The ``train.*`` keys of params.yaml that something reads: every ``train.<key>`` conf/ refers
+    to (``${train.lr}``, ``${oc.select:train.augment,none}``), and ``train.optimizer`` (the train
+    stage's command in dvc.yaml)."""
+    import re
+
+    found = {"optimizer"}
+    for path in Path(conf_dir).rglob("*.yaml"):
+        text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+        found |= set(re.findall(r"\btrain\.(\w+)", text))
+    return frozenset(found)
+
+
+def check_read(keys, conf_dir: Path, where: str) -> None:
+    """Every ``train.*`` key in ``keys`` is one something reads: a typo or an option that does not
+    exist is one line naming it and the nearest known key, never a run that silently ignores it."""
+    import difflib
+
+    known = read_train_keys(conf_dir)
+    for key in keys:
+        name = key.lstrip("+~")
+        if not name.startswith("train.") or name.removeprefix("train.") in known:
+            continue
+        near = difflib.get_close_matches(name, [f"train.{k}" for k in sorted(known)], n=1)
+        hint = f"; did you mean {near[0]}?" if near else f"; known: {', '.join(sorted(known))}"
+        raise ConfigError(f"{where}: {name} is not read by anything (conf/ uses no such key){hint}")
 
 
 def swept_keys(argv: list[str]) -> list[str]:
@@ -143,6 +179,18 @@ def preflight(argv: list[str], command_line_axes: bool = True) -> list[str]:
     """
     conf_dir = project_root() / "conf"
     study = load_study(conf_dir=conf_dir)
+    params = yaml.safe_load(Path("params.yaml").read_text()) or {}
+    check_read([f"train.{k}" for k in params.get("train") or {}], conf_dir, "params.yaml")
+    check_read(study.axes, conf_dir, "params.yaml: study.axes")
+    given = [a.partition("=")[0] for a in argv if "=" in a and not a.startswith("-")]
+    check_read(given, conf_dir, "command line")
+    for key in given:
+        name = key.lstrip("+~")
+        require(
+            not key.startswith("+") or "." not in name or name.startswith(("train.", *ADDABLE)),
+            f"command line: {key} adds a key nothing reads; set an existing one ({name}=...) or, for "
+            "an option of a run, its train.* key in params.yaml",
+        )
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in CONFIG_GROUPS:
@@ -164,6 +212,12 @@ def preflight(argv: list[str], command_line_axes: bool = True) -> list[str]:
             f"{key}=...: a sweep over conf/{key}/ would put its runs in one directory; run one sweep "
             f"(or one study) per {key}, or sweep the keys that differ (e.g. train.lr)",
         )
+    for key in (k.lstrip("+~") for k in given):
+        if key in study.axes:
+            print(
+                f"note: the command line's {key} replaces the study axis {key}: {study.axes[key]}",
+                file=sys.stderr,
+            )
     argv = [*argv, *sweep_overrides(study.axes, argv)]
     check_axes(study, conf_dir, argv)
     return argv

@@ -132,7 +132,12 @@ def train(cfg: DictConfig) -> dict | None:
 # params.yaml is read from the working directory (the study), conf/ from the project root.
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    # A sweep's failures end it non-zero in sweep.SweepOutcome, after every run; a single run here.
+    if train(cfg) is None and HydraConfig.get().mode == RunMode.RUN:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

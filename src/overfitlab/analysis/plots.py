@@ -7,10 +7,11 @@ a test. Nothing else changes: the report stage draws every registered figure, wr
 ``reports/figures/<name>.png`` and puts it with its caption into ``index.html``.
 
 Why one file: the figures appear in the page in the order they are registered here, so the
-page's order is this file's order; each figure is one function, its numbers in tables.py. Two
+page's order is this file's order; each figure is one function, its numbers in tables.py. Three
 families are the exception, each in its own module imported at the end of this file (so they follow
-these in their sections): the per-example figures (``memorization.py``) and the double-descent ones
-(``double_descent.py``), which read the per-example tables and need their own definitions.
+these in their sections): the per-example figures (``memorization.py``), the double-descent ones
+(``double_descent.py``) and the regularization one (``regularization.py``), each with its own table
+and definitions.
 """
 
 from __future__ import annotations
@@ -438,4 +439,4 @@ def sample_tiles(inputs: ReportInputs):
     return fig
 
 
-from . import double_descent, memorization  # noqa: E402, F401  (register their figures after these)
+from . import double_descent, memorization, regularization  # noqa: E402, F401  (their figures after these)
