@@ -9,6 +9,7 @@ import itertools
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -174,8 +175,6 @@ def test_the_levers_at_their_defaults_leave_every_identity_and_hash_as_before(pr
 
 
 def test_the_regularization_table_compares_each_regimen_with_none_per_model_and_labels():
-    import pandas as pd
-
     from overfitlab.analysis.regularization import regularization_table
 
     rows = []
@@ -220,3 +219,31 @@ def test_the_regularization_table_compares_each_regimen_with_none_per_model_and_
     assert random["seeds_fitted"] == 0 and np.isnan(random["fit_epoch_median"])
     assert table.loc[("random labels", "none"), "fit_epoch_median"] == 7
     assert np.isnan(table.loc[("true labels", "none"), "test_vs_none"])
+
+
+@pytest.mark.slow
+def test_a_study_with_regularizer_axes_and_a_null_value_reports_them(prepared, project):
+    """``model.dropout: [null, 0.5]`` (null: the model's own) is an axis value like any: the report
+    draws it (this study's first report failed on the null value)."""
+    import yaml
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["study"] |= {
+        "models": ["mlp_300_100"],
+        "axes": {"model.dropout": [None, 0.5], "train.weight_decay": [0.0, 0.001]},
+    }
+    params["train"]["epochs"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in (
+        ["overfitlab.train", "-m", "trainer.progress_bar=false"],
+        ["overfitlab.collect"],
+        ["overfitlab.report"],
+    ):
+        result = run_cli(sys.executable, "-m", *stage)
+        assert result.returncode == 0, result.stderr[-3000:]
+    figures = project / "reports/figures"
+    assert (figures / "against_axis__dropout.png").exists() and (figures / "regularization.png").exists()
+    table = pd.read_csv(figures / "regularization.csv")
+    assert set(table["regimen"]) == {"none", "dropout", "weight decay", "dropout + weight decay"}
+    against = pd.read_csv(figures / "against_dropout.csv", keep_default_na=False)
+    assert sorted(set(against["dropout"].astype(str))) == ["0.5", "null"]  # named, not dropped as missing

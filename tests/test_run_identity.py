@@ -107,6 +107,22 @@ def test_a_part_enters_only_the_hash_of_the_runs_that_use_it(tmp_path):
     assert ident.code_hash.__wrapped__(uses, src) != with_part
 
 
+def add_measure(src: Path, column: str) -> None:
+    """A new measure in the copy ``src``, as a contributor adds one: its module (a constant column)
+    and its line in the registry (CONTRIBUTING: "Add a metric")."""
+    (src / "overfitlab/measures/margin.py").write_text(
+        "class Margin:\n    def __init__(self, **_):\n        pass\n\n"
+        f"    def close(self, totals, row):\n        row['{column}'] = 0.5\n"
+    )
+    registry = src / "overfitlab/measures/__init__.py"
+    replace(registry, "from .per_example", "from .margin import Margin\nfrom .per_example")
+    replace(
+        registry,
+        '    "weights_digest": WeightsDigest,\n',
+        '    "weights_digest": WeightsDigest,\n    "margin": Margin,\n',
+    )
+
+
 def fingerprints(src: Path) -> dict:
     code = "import json; from overfitlab.measures import fingerprints; print(json.dumps(fingerprints()))"
     result = run(PY, "-c", code, src=src)
@@ -118,21 +134,7 @@ def test_measures_are_outside_the_code_hash_each_with_its_own_fingerprint(tmp_pa
     src = copy_src(tmp_path)
     mlp = ("overfitlab.training.models.mlp",)
     code, before = ident.code_hash.__wrapped__(mlp, src), fingerprints(src)
-    # a new measure: its module and its line in the registry
-    (src / "overfitlab/measures/margin.py").write_text(
-        "class Margin:\n    def __init__(self, **_):\n        pass\n\n"
-        "    def close(self, totals, row):\n        row['margin'] = 0.0\n"
-    )
-    replace(
-        src / "overfitlab/measures/__init__.py",
-        "from .per_example",
-        "from .margin import Margin\nfrom .per_example",
-    )
-    replace(
-        src / "overfitlab/measures/__init__.py",
-        '    "weights_digest": WeightsDigest,\n',
-        '    "weights_digest": WeightsDigest,\n    "margin": Margin,\n',
-    )
+    add_measure(src, "margin")  # a new measure: its module and its line in the registry
     added = fingerprints(src)
     assert {k: v for k, v in added.items() if k != "margin"} == before and "margin" in added
     # a changed measure: its fingerprint alone changes
@@ -168,20 +170,7 @@ def test_a_new_axis_trains_only_its_new_runs_and_moves_the_others(small_study):
 @pytest.mark.slow
 def test_a_new_measure_retrains_nothing_and_a_changed_one_is_never_kept(small_study, tmp_path):
     project, src = small_study, copy_src(tmp_path)
-    (src / "overfitlab/measures/margin.py").write_text(
-        "class Margin:\n    def __init__(self, **_):\n        pass\n\n"
-        "    def close(self, totals, row):\n        row['test_margin'] = 0.5\n"
-    )
-    replace(
-        src / "overfitlab/measures/__init__.py",
-        "from .per_example",
-        "from .margin import Margin\nfrom .per_example",
-    )
-    replace(
-        src / "overfitlab/measures/__init__.py",
-        '    "weights_digest": WeightsDigest,\n',
-        '    "weights_digest": WeightsDigest,\n    "margin": Margin,\n',
-    )
+    add_measure(src, "test_margin")
     assert trained(train_sweep(src)) == 0  # a new measure: every run stays
     collected = run(PY, "-m", "overfitlab.collect", src=src)
     assert collected.returncode == 0, collected.stderr
@@ -200,21 +189,11 @@ def test_accept_re_stamps_a_bit_identical_refactor_and_refuses_a_change_of_numbe
     hashes = {s: done(project, f"{MLP}/seed={s}")["config_hash"] for s in (0, 1)}
     # a refactor: a local variable of the training step renamed (the code hash changes)
     refactor = copy_src(tmp_path / "refactor")
-    replace(
-        refactor / "overfitlab/training/module.py",
-        "logits_seen, mean_losses = [], []",
-        "seen, mean_losses = [], []",
-    )
-    replace(
-        refactor / "overfitlab/training/module.py",
-        "            logits_seen.append(logits.detach())\n            mean_losses",
-        "            seen.append(logits.detach())\n            mean_losses",
-    )
-    replace(
-        refactor / "overfitlab/training/module.py",
-        "self.meter.train(torch.cat(logits_seen), labels",
-        "self.meter.train(torch.cat(seen), labels",
-    )
+    step = refactor / "overfitlab/training/module.py"
+    text = step.read_text()
+    head, body = text.split("class SeedStack", 1)  # the one-run step's local variable only
+    assert head.count("logits_seen") == 3
+    step.write_text(head.replace("logits_seen", "seen") + "class SeedStack" + body)
     dry = run(PY, "-m", "overfitlab.accept", "--dry-run", src=refactor)
     assert dry.returncode == 0 and "2 run(s) differ only in code" in dry.stderr, dry.stderr
     accepted = run(PY, "-m", "overfitlab.accept", src=refactor)

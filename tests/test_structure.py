@@ -13,15 +13,25 @@ def test_the_prepared_data_layout_depends_on_nothing_of_the_package():
     assert imports.imported_modules(layout) <= {"overfitlab.errors"}
 
 
-def test_train_is_wiring_and_long_modules_say_why_they_are_one_file():
-    """CONTRIBUTING's claims: train.py at most 150 lines; over 350 lines, the docstring says why."""
-    import ast
+# The modules allowed over 350 lines, each with its reason; an entry leaves once its module is split.
+LONG_MODULES = {
+    "tracking.py": "MLflow's store, parent run, run logger, study aggregate and UI view: one package to be",
+    "collect.py": "one stage's outputs; currency, summaries and the median seed to be split",
+    "analysis/plots.py": "the page's figures in page order; one module per page section to be",
+    "pipeline.py": "the dvc.yaml template as a string beside its rendering; the template to be a file",
+}
 
+
+def test_train_is_wiring_and_only_listed_modules_are_long():
+    """CONTRIBUTING's claims: train.py at most 150 lines; over 350 lines only the modules listed
+    above, each with why, and none listed that is no longer long."""
     assert len((imports.PACKAGE / "train.py").read_text().splitlines()) <= 150
-    for path in sorted(imports.PACKAGE.rglob("*.py")):
-        if len(path.read_text().splitlines()) > 350:
-            docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
-            assert "one file" in docstring, f"{path.name} is long: say in its docstring why it is one file"
+    long = {
+        path.relative_to(imports.PACKAGE).as_posix()
+        for path in imports.PACKAGE.rglob("*.py")
+        if len(path.read_text().splitlines()) > 350
+    }
+    assert long == set(LONG_MODULES), f"over 350 lines: {sorted(long)}; listed: {sorted(LONG_MODULES)}"
 
 
 def test_the_run_record_has_one_home():

@@ -35,7 +35,14 @@ from .analysis.page import render_html
 from .analysis.regularization import applies as has_regularizer_axis
 from .analysis.regularization import regularization_table
 from .analysis.stats import pairwise
-from .analysis.tables import axis_table, final_accuracy, per_class_scores, study_curves, summary_table
+from .analysis.tables import (
+    axis_table,
+    final_accuracy,
+    null_named,
+    per_class_scores,
+    study_curves,
+    summary_table,
+)
 from .errors import exit_on_config_error
 from .files import atomic_directory, atomic_write_bytes, atomic_write_text
 
@@ -114,6 +121,7 @@ def log_to_mlflow(inputs: ReportInputs, out: Path, params_file: str = "params.ya
 def _tables(inputs: ReportInputs) -> dict[str, tuple]:
     """The report's tables (``reports/figures/<name>.csv``) with their CSV float format."""
     others = {axis: [a for a in inputs.varying_axes if a != axis] for axis in inputs.varying_axes}
+    named = null_named(inputs.runs, inputs.varying_axes)
     study_specific = {
         **({"double_descent": (double_descent_summary(inputs), "%.4f")} if has_width_axis(inputs) else {}),
         **(
@@ -128,7 +136,7 @@ def _tables(inputs: ReportInputs) -> dict[str, tuple]:
         "comparisons": (pairwise(final_accuracy(inputs.runs)), "%.6g"),
         "per_class_scores": (per_class_scores(inputs.predictions), "%.6g"),
         **{
-            f"against_{a}": (axis_table(inputs.runs, a, others[a], inputs.n_test), "%.4f")
+            f"against_{a}": (axis_table(named, a, others[a], inputs.n_test), "%.4f")
             for a in inputs.varying_axes
         },
     }

@@ -24,7 +24,7 @@ import pandas as pd
 from ..data import layout
 from .figures import ReportInputs, figure, gray_or_color, mosaic, panel_grid, per_variant
 from .stats import pairwise
-from .tables import axis_table, confusion, curve_bands, final_accuracy, is_geometric, percent
+from .tables import axis_table, confusion, curve_bands, final_accuracy, is_geometric, null_named, percent
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
@@ -348,7 +348,7 @@ def against_axis(inputs: ReportInputs):
     """One figure per varying axis (a log x axis where the values are geometric, e.g. learning rates)."""
     import matplotlib.pyplot as plt
 
-    runs, figures = inputs.runs, {}
+    runs, figures = null_named(inputs.runs, inputs.varying_axes), {}
     for axis in inputs.varying_axes:
         others = [a for a in inputs.varying_axes if a != axis]
         table = axis_table(runs, axis, others, inputs.n_test)

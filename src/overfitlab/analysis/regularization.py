@@ -86,10 +86,13 @@ def regularization_table(runs: pd.DataFrame, axes: dict[str, str]) -> pd.DataFra
                 row["note"] = tested["note"]
             rows.append(row)
     table = pd.DataFrame(rows)
-    order = {name: i for i, name in enumerate(dict.fromkeys([NONE, *sorted(table["regimen"], key=len)]))}
-    return table.sort_values(
-        ["dataset", "model", "labels", "regimen"], key=lambda c: c.map(order) if c.name == "regimen" else c
-    ).reset_index(drop=True)
+    regimens = {name: i for i, name in enumerate(dict.fromkeys([NONE, *sorted(table["regimen"], key=len)]))}
+    rank = {"regimen": regimens, "labels": {"true labels": 0}}  # true labels first, then by noise
+
+    def order(column: pd.Series) -> pd.Series:
+        return column.map(lambda v: (rank[column.name].get(v, 1), v)) if column.name in rank else column
+
+    return table.sort_values(["dataset", "model", "labels", "regimen"], key=order).reset_index(drop=True)
 
 
 @figure(

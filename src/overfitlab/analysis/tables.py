@@ -150,6 +150,15 @@ def is_geometric(values) -> bool:
     return bool(numbers.notna().all() and (numbers > 0).all() and numbers.max() >= 10 * numbers.min())
 
 
+def null_named(runs: pd.DataFrame, columns) -> pd.DataFrame:
+    """``runs`` with a null axis value (e.g. ``model.dropout: null``, "the model's own") written
+    ``null``: a value like any other, grouped, compared and shown, never dropped as missing."""
+    runs = runs.copy()
+    for column in columns:
+        runs[column] = runs[column].astype(object).where(runs[column].notna(), "null")
+    return runs
+
+
 def axis_table(
     runs: pd.DataFrame, axis: str, others: list[str], n_test: dict[str, int] | None = None
 ) -> pd.DataFrame:
