@@ -207,8 +207,8 @@ def test_accept_re_stamps_a_bit_identical_refactor_and_refuses_a_change_of_numbe
     moved = copy_src(tmp_path / "moved")
     replace(
         moved / "overfitlab/training/module.py",
-        "per_example_loss(logits, y, self.loss).mean()",
-        "per_example_loss(logits, y, self.loss).mean() * 1.001",
+        "self._per_example_loss(logits, y).mean()",
+        "self._per_example_loss(logits, y).mean() * 1.001",
     )
     refused = run(PY, "-m", "overfitlab.accept", src=moved)
     assert refused.returncode == 1 and "differs" in refused.stderr and "not accepted" in refused.stderr, (
