@@ -19,6 +19,7 @@ from .axes import dir_parts
 from .data import controls
 from .data.datasets import PreparedDataset
 from .files import atomic_write_json
+from .runlock import RunLock
 
 
 @dataclass
@@ -45,16 +46,42 @@ def already_trained(run, console) -> bool:
     return found is not None
 
 
+def claim(run, console) -> RunLock | None:
+    """This process's lock on ``run`` (``runlock``), waiting while another process trains it; None
+    when the run is complete once the lock is ours (trained meanwhile, or moved here)."""
+    lock = RunLock(run.run_dir)
+    if not lock.try_acquire():
+        console.print(f"[dim]… {run.label}: another process is training it ({lock.path}); waiting[/dim]")
+        lock.acquire()
+    if already_trained(run, console):
+        lock.release()
+        return None
+    return lock
+
+
+def claim_if_free(run, console) -> RunLock | None:
+    """The lock on ``run`` if no other process holds it and the run is still to train; else None."""
+    lock = RunLock(run.run_dir)
+    if not lock.try_acquire():
+        return None
+    if already_trained(run, console):
+        lock.release()
+        return None
+    return lock
+
+
 def start(run, meta: dict, commit: str):
     """A fresh run directory (anything half-written or stale removed; the checkpoint of this config
     kept, to resume from) and the run's MLflow child run."""
-    from .tracking import RunLogger, dataset_of
+    from .tracking.run_logger import RunLogger, dataset_of
+    from .training.checkpoint import digest_file
 
     cfg = run.cfg
-    keep = runs.checkpoint_file(run.run_dir, run.config_hash)
-    if keep.is_file() and cfg.trainer.get("checkpoint", True):  # interrupted: it resumes from there
+    checkpoint = runs.checkpoint_file(run.run_dir, run.config_hash)
+    keep = (checkpoint, digest_file(checkpoint))
+    if checkpoint.is_file() and cfg.trainer.get("checkpoint", True):  # interrupted: resumes from there
         for path in run.run_dir.iterdir():
-            if path == keep:
+            if path in keep:
                 continue
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     else:
@@ -93,7 +120,11 @@ def checkpointing(group: list, job: Job) -> list:
     def resumed(epoch: int) -> None:
         job.console.print(f"[cyan]↻ {lead.label}{others}: resumed after epoch {epoch} ({path})[/cyan]")
 
-    job.checkpoint = EpochCheckpoint(path, [r.config_hash for r in group], on_resume=resumed)
+    def discarded(reason: str) -> None:
+        job.console.print(f"[yellow]! {lead.label}{others}: {reason}[/yellow]", highlight=False)
+
+    owners = [r.config_hash for r in group]
+    job.checkpoint = EpochCheckpoint(path, owners, on_resume=resumed, on_discard=discarded)
     return [job.checkpoint]
 
 
@@ -107,16 +138,40 @@ def finish_all(group: list, loggers: list, fitted: list, wall: float, job: Job) 
 
 
 def fail(run, logger, error: BaseException, job: Job) -> None:
-    """A run that raised: MLflow FAILED, the error in ``failed.json`` (no done-marker: retried next
-    time) and in the sweep's failure list, so the sweep goes on and its end names every failed run."""
+    """A run that raised (training, or writing its final files): its half-written files removed (the
+    checkpoint kept, to resume from), the error in ``failed.json`` (no done-marker: retried next time)
+    and in the sweep's failure list, MLflow FAILED, one console line. The sweep goes on, and its end
+    names every failed run. Each step is tried even if one before it fails (a full disk)."""
+    from .training.checkpoint import digest_file
+
     record = runs.failed_record(run, error, traceback.format_exc())
-    atomic_write_json(run.run_dir / runs.FAILED, record)
-    sweep.record_failure(record, run.config_hash)
-    logger.set_tag("error", record["error"][:5000])
-    logger.finish([run.run_dir / runs.FAILED], status="FAILED")
-    job.console.print(
-        f"[red]✗ {run.label} failed: {record['error']}[/red] (details: {run.run_dir / runs.FAILED})"
-    )
+    checkpoint = runs.checkpoint_file(run.run_dir, run.config_hash)
+    keep = {checkpoint, digest_file(checkpoint)}
+    steps = [
+        ("remove its half-written files", lambda: _clear(run.run_dir, keep)),
+        ("write failed.json", lambda: atomic_write_json(run.run_dir / runs.FAILED, record)),
+        ("record it for the sweep", lambda: sweep.record_failure(record, run.config_hash)),
+        ("tag its MLflow run", lambda: logger.set_tag("error", record["error"][:5000])),
+        ("mark its MLflow run FAILED", lambda: logger.finish([], status="FAILED")),
+    ]
+    problems = []
+    for what, step in steps:
+        try:
+            step()
+        except Exception as problem:  # the run's failure is said whatever else fails
+            problems.append(f"could not {what}: {str(problem).splitlines()[0][:200]}")
+    said = f"details: {run.run_dir / runs.FAILED}" if (run.run_dir / runs.FAILED).exists() else ""
+    said = "; ".join(filter(None, [said, *problems]))
+    error_line = (record["error"].splitlines() or [""])[0]
+    job.console.print(f"[red]✗ {run.label} failed: {error_line}[/red] ({said})", highlight=False)
+
+
+def _clear(directory, keep: set) -> None:
+    if not directory.is_dir():
+        return
+    for path in directory.iterdir():
+        if path not in keep:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 def write_train_examples(run, module, job: Job) -> None:
@@ -167,6 +222,8 @@ def finish(run, logger, fitted, wall: float, job: Job) -> dict:
     record["mlflow_run_id"] = logger.run_id
     if job.checkpoint is not None:  # trained in one go (0), or continued after this epoch
         record["resumed_after_epoch"] = job.checkpoint.resumed_from
+        if job.checkpoint.resumed_digest:  # the verified checkpoint it continued from
+            record["resumed_checkpoint_sha256"] = job.checkpoint.resumed_digest
     logger.set_tag("device", fitted.device)
     if module.diverged:
         logger.set_tag("diverged", f"epoch {module.diverged_epoch}")

@@ -19,11 +19,11 @@ from .axes import (
     SPEED_ONLY_TRAINER_KEYS,
     combinations,
     is_run_key,
-    override_value,
     sweep_overrides,
 )
 from .axes import parse as parse_axes
 from .checks import is_int
+from .data.verify import verify_prepared
 from .errors import ConfigError, exit_on_config_error, require
 from .project import project_root
 from .runs import run_dir
@@ -138,32 +138,53 @@ def swept_keys(argv: list[str]) -> list[str]:
 
 
 def check_axes(study: Study, conf_dir: Path, argv: list[str]) -> None:
-    """Each axis value composes with each model of the study (``model.width`` needs a model with a
-    width) and passes the run rules: a one-line error before anything trains."""
+    """Each value of each swept key (a study axis, or a key the command line sweeps) composes with
+    each model of the sweep (``model.width`` needs a model with a width) and passes the run rules:
+    a one-line error before job 0 trains, never a sweep stopped half-way."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from .run_rules import check_run_config
 
     given = [a for a in argv if "=" in a and not a.startswith(("-", "hydra"))]
-    fixed = [a for a in given if a.partition("=")[0] not in (*study.axes, *FIXED) and not swept_keys([a])]
+    parsed = OverridesParser.create().parse_overrides(given)
+
+    def values(o) -> list[str]:
+        if not o.is_sweep_override():
+            return [o.get_value_element_as_str()]
+        return list(o.sweep_string_iterator()) if o.is_discrete_sweep() else []  # sampled: unknown
+
+    chosen = {o.get_key_element(): values(o) for o in parsed if o.get_key_element() in ("dataset", "model")}
+    models = chosen.get("model") or study.models
+    dataset = (chosen.get("dataset") or study.datasets)[0]
+    own = [(a, o) for a, o in zip(given, parsed, strict=True) if o.get_key_element() not in FIXED]
+    fixed = {o.get_key_element(): a for a, o in own if not o.is_sweep_override()}
+    checked = {o.get_key_element(): values(o) for _, o in own}  # each value, with the others fixed
+    prepared = set()
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir), job_name="preflight"):
-        for model, (key, values) in itertools.product(study.models, study.axes.items()):
-            for value in values:
-                override = f"{key}={override_value(value)}"
+        for model, (key, key_values) in itertools.product(models, [(None, [None]), *checked.items()]):
+            name = (key or "").lstrip("+~")
+            where = f"params.yaml: study.axes.{name}" if name in study.axes else f"command line: {name}"
+            others = [a for k, a in fixed.items() if k != key]
+            for value in key_values:
+                setting = [] if key is None else [f"{key}={value}"]
                 try:
-                    cfg = compose(
-                        "train", [f"dataset={study.datasets[0]}", f"model={model}", *fixed, override]
-                    )
+                    cfg = compose("train", [f"dataset={dataset}", f"model={model}", *others, *setting])
                 except Exception as exc:
                     raise ConfigError(
-                        f"params.yaml: study.axes.{key}={value!r} does not apply to model {model} "
-                        f"(conf/model/{model}.yaml): {str(exc).splitlines()[0]}"
+                        f"{where}={value} does not apply to model {model} (conf/model/{model}.yaml): "
+                        f"{str(exc).splitlines()[0]}"
                     ) from None
                 require(
-                    OmegaConf.select(cfg, key, throw_on_missing=False) is not None or value is None,
-                    f"params.yaml: study.axes.{key}: the run config has no key {key} (model {model})",
+                    key is None
+                    or OmegaConf.select(cfg, name, throw_on_missing=False) is not None
+                    or value == "null",
+                    f"{where}: the run config has no key {name} (model {model})",
                 )
                 check_run_config(cfg)
+                prepared.add(cfg.paths.prepared)
+    for directory in sorted(prepared):  # every job's data, before job 0 trains
+        verify_prepared(directory)
 
 
 @exit_on_config_error

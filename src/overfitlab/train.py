@@ -35,7 +35,8 @@ from omegaconf import DictConfig
 from . import identity, launching, lifecycle, runs, sweep
 from .data import controls
 from .data.datasets import PreparedDataset, load_prepared
-from .errors import exit_on_config_error, require
+from .data.verify import verify_prepared
+from .errors import ConfigError, exit_on_config_error, require
 from .files import git_commit
 from .project import conf_dir
 from .run_rules import check_run_config
@@ -43,8 +44,10 @@ from .study import preflight
 from .training import fitting
 
 
-def seed_group(run: identity.Run, data: PreparedDataset, console) -> list[identity.Run]:
-    """The sweep's other seeds of this config still to train, to train along with ``run`` (vectorized).
+def seed_group(run: identity.Run, data: PreparedDataset, console, locks: list) -> list[identity.Run]:
+    """The sweep's other seeds of this config still to train, to train along with ``run`` (vectorized),
+    each locked for this process (their locks appended to ``locks``; a seed another process is
+    training is left to it).
 
     Empty when vectorizing is off, outside a multirun, or where it cannot be done (said once, why).
     The later jobs of the sweep then find their runs complete and skip them.
@@ -69,7 +72,13 @@ def seed_group(run: identity.Run, data: PreparedDataset, console) -> list[identi
         len({run.run_dir, *(o.run_dir for o in others)}) == len(seeds),
         f"trainer.vectorize_seeds: paths.run_dir={cfg.paths.run_dir!r} is the same for every seed",
     )
-    return [o for o in others if not lifecycle.already_trained(o, console)]
+    group = []
+    for other in others:
+        lock = lifecycle.claim_if_free(other, console)
+        if lock is not None:
+            locks.append(lock)
+            group.append(other)
+    return group
 
 
 class Killed(BaseException):
@@ -87,6 +96,7 @@ def train(cfg: DictConfig) -> dict | None:
 
     console = Console(stderr=True, soft_wrap=True)
     check_run_config(cfg)
+    verify_prepared(cfg.paths.prepared)  # the arrays are those meta.json's data_version names
     data = load_prepared(cfg.paths.prepared)
     n_test = len(data.labels["test"])
     require(
@@ -94,9 +104,20 @@ def train(cfg: DictConfig) -> dict | None:
         f"trainer.feature_map_image={cfg.trainer.feature_map_image} but the test split has {n_test} images",
     )
     run = identity.Run.of(cfg, data.meta)
-    if lifecycle.already_trained(run, console):
+    lock = lifecycle.claim(run, console)  # one trainer per run: waits while another process trains it
+    if lock is None:
         return runs.read_done(run.run_dir)
-    group = [run] + seed_group(run, data, console)
+    locks = [lock]
+    try:
+        return train_locked([run] + seed_group(run, data, console, locks), data, console)
+    finally:
+        for held in locks:
+            held.release()
+
+
+def train_locked(group: list[identity.Run], data: PreparedDataset, console) -> dict | None:
+    """Train ``group`` (a run, or a vectorized seed group), whose locks this process holds."""
+    cfg = group[0].cfg
     noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
     job = lifecycle.Job(data, noise, git_commit(), console)
     loggers = [lifecycle.start(r, data.meta, job.commit) for r in group]
@@ -114,6 +135,8 @@ def train(cfg: DictConfig) -> dict | None:
             fitted = fitting.fit_seeds(
                 [r.cfg for r in group], data, on_epochs, saving, noise.changed, threads
             )
+        wall = (time.perf_counter() - start) / len(group)  # with vectorized seeds: each seed's share
+        return lifecycle.finish_all(group, loggers, fitted, wall, job)[0]
     except (KeyboardInterrupt, Killed, SystemExit):
         # Ctrl-C or SIGTERM (which Lightning turns into SystemExit), or a submitit job being requeued
         # (SystemExit after SIGUSR2, preemption or time limit): the run is KILLED, without done.json,
@@ -121,12 +144,11 @@ def train(cfg: DictConfig) -> dict | None:
         for logger in loggers:
             logger.finish([], status="KILLED")
         raise
-    except Exception as error:
+    except Exception as error:  # in training, or writing the final files (a full disk)
         for r, logger in zip(group, loggers, strict=True):
-            lifecycle.fail(r, logger, error, job)
+            if not r.complete():
+                lifecycle.fail(r, logger, error, job)
         return None
-    wall = (time.perf_counter() - start) / len(group)  # with vectorized seeds: each seed's share
-    return lifecycle.finish_all(group, loggers, fitted, wall, job)[0]
 
 
 # params.yaml is read from the working directory (the study), conf/ from the project root.
@@ -136,8 +158,18 @@ def main(cfg: DictConfig) -> None:
     from hydra.types import RunMode
 
     # A sweep's failures end it non-zero in sweep.SweepOutcome, after every run; a single run here.
-    if train(cfg) is None and HydraConfig.get().mode == RunMode.RUN:
-        sys.exit(1)
+    if HydraConfig.get().mode == RunMode.RUN:
+        if train(cfg) is None:
+            sys.exit(1)
+        return
+    try:  # in a sweep, a job's bad setting (a combination preflight could not see) fails that job only
+        train.__wrapped__(cfg)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        job = f"job {HydraConfig.get().job.num} ({cfg.model.name} seed={cfg.seed})"
+        sweep.record_failure(
+            {"run": job, "error": f"ConfigError: {error}"}, f"job-{HydraConfig.get().job.num}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,14 +19,22 @@ When it is written: at the start of each epoch after the first, i.e. once the pr
 training, evaluation and ``on_train_epoch_end`` (where the module records the epoch) are over and
 before the next epoch draws its data order; and once more when training ends. The file names the
 runs it belongs to (their config hashes): a checkpoint of another configuration is never resumed.
+
+Verified before it is resumed: the file's SHA-256 is written beside it (``<name>.sha256``) after the
+file is in place, and torch's CRC32 of every record is on (checked with ``zipfile`` on loading: torch
+does not check it). A checkpoint whose digest is missing or
+differs (damaged on disk, copied from elsewhere, a kill between the two writes) or that names other
+runs is never resumed: one warning line, and the run starts over from epoch 1 (tests/test_faults.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +43,24 @@ import numpy as np
 import torch
 
 FORMAT = 1
+
+
+def digest_file(path: str | Path) -> Path:
+    """Where the checkpoint's SHA-256 is kept: beside it, ``<name>.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_atomically(path: Path, data) -> None:
+    """``data`` into ``path`` by rename: a kill while writing leaves the previous file, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _members(module) -> list:
@@ -72,15 +98,24 @@ class EpochCheckpoint(L.Callback):
     """Save the training state to ``path`` after every epoch; resume from it at the start of a fit.
 
     ``owners``: the config hashes of the runs trained (one, or a vectorized group's), which the
-    file must name to be resumed. ``on_resume(epoch)`` is told when a fit continues after ``epoch``.
+    file must name to be resumed. ``on_resume(epoch)`` is told when a fit continues after ``epoch``;
+    ``on_discard(reason)`` when a checkpoint on disk is not resumed (default: a Python warning).
     """
 
-    def __init__(self, path: str | Path, owners: list[str], on_resume: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        owners: list[str],
+        on_resume: Callable[[int], None] | None = None,
+        on_discard: Callable[[str], None] | None = None,
+    ):
         self.path = Path(path)
         self.owners = list(owners)
         self.on_resume = on_resume
+        self.on_discard = on_discard or _warn
         self.saved_epoch = 0  # the epochs the file on disk covers (0: none)
         self.resumed_from = 0
+        self.resumed_digest = None  # the SHA-256 of the checkpoint resumed from
 
     # -- saving ------------------------------------------------------------------------------
     def state(self, trainer, module) -> dict:
@@ -99,23 +134,12 @@ class EpochCheckpoint(L.Callback):
         epoch = trainer.current_epoch
         if epoch == 0 or epoch == self.saved_epoch:
             return
-        # Atomically: a kill while writing leaves the previous checkpoint, never half of one.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            buffer = io.BytesIO()  # then one write: faster than torch.save's many small ones to a file
-            crc = torch.serialization.get_crc32_options()
-            torch.serialization.set_crc32_options(False)  # no CRC of each record: ~40 % of a save
-            try:
-                torch.save(self.state(trainer, module), buffer)
-            finally:
-                torch.serialization.set_crc32_options(crc)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buffer.getbuffer())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()  # then one write: faster than torch.save's many small ones to a file
+        torch.save(self.state(trainer, module), buffer)  # with torch's CRC32 of each record
+        data = buffer.getbuffer()
+        _write_atomically(self.path, data)
+        _write_atomically(digest_file(self.path), f"{hashlib.sha256(data).hexdigest()}\n".encode())
         self.saved_epoch = epoch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -126,19 +150,39 @@ class EpochCheckpoint(L.Callback):
 
     # -- resuming ----------------------------------------------------------------------------
     def load(self) -> dict | None:
-        """The checkpoint on disk when it is this fit's (its runs, this format); else None."""
+        """The checkpoint on disk when it is intact and this fit's (its runs, this format); else None,
+        said in one line (``on_discard``) when there was a file."""
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return None
-        except Exception as error:  # unreadable (another torch, a truncated copy): start over
-            import warnings
-
-            warnings.warn(f"{self.path}: not resumed, unreadable checkpoint ({error})", stacklevel=1)
-            return None
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            expected = digest_file(self.path).read_text().split()[0]
+        except (FileNotFoundError, IndexError):
+            expected = None
+        if digest != expected:
+            return self.discard(
+                "its SHA-256 does not match " + digest_file(self.path).name + " (damaged, or not ours)"
+            )
+        try:  # torch.load does not check the records' CRC32: zipfile does
+            broken = zipfile.ZipFile(io.BytesIO(data)).testzip()
+        except (zipfile.BadZipFile, OSError) as error:
+            return self.discard(f"not a readable checkpoint ({error})")
+        if broken is not None:
+            return self.discard(f"its record {broken} fails its CRC32 (damaged)")
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as error:  # a CRC32 mismatch, another torch: start over
+            return self.discard(f"unreadable ({str(error).splitlines()[0][:200]})")
         if state.get("format") != FORMAT or state.get("owners") != self.owners:
-            return None
+            return self.discard(f"it belongs to other runs ({', '.join(map(str, state.get('owners', [])))})")
+        self.resumed_digest = digest
         return state
+
+    def discard(self, reason: str) -> None:
+        self.on_discard(f"{self.path}: not resumed, {reason}; the run starts over from epoch 1")
+        return None
 
     def on_train_start(self, trainer, pl_module) -> None:
         """Continue after the checkpoint's epoch (Lightning has built the optimizer and the loader,
@@ -169,3 +213,10 @@ class EpochCheckpoint(L.Callback):
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        digest_file(self.path).unlink(missing_ok=True)
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, stacklevel=2)
