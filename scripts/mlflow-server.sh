@@ -276,7 +276,7 @@ print_links() {  # each study's runs page (MLflow 3's UI opens experiments in it
   local user="" password=""
   if [[ $AUTH == 1 ]]; then user=admin; password=$(cat "$DIR/admin-password"); fi
   MLFLOW_TRACKING_USERNAME=$user MLFLOW_TRACKING_PASSWORD=$password \
-    PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m overfitlab.tracking "$LOCAL_URL" "$URL" || true
+    PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m overfitlab.tracking.ui_view "$LOCAL_URL" "$URL" || true
 }
 
 stop_mlflow() {

@@ -24,7 +24,7 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-
   for _ in $(seq 240); do
     if "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/health', timeout=2)" 2>/dev/null; then
       echo "MLflow UI: http://127.0.0.1:$PORT; the runs of each study:"
-      PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m overfitlab.tracking "http://127.0.0.1:$PORT" || true
+      PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m overfitlab.tracking.ui_view "http://127.0.0.1:$PORT" || true
       exit 0
     fi
     sleep 0.5

@@ -17,7 +17,11 @@ MLP = ("overfitlab.training.models.mlp",)  # the parts a run of the MLP family i
 ORCHESTRATION = [
     "train.py",
     "lifecycle.py",
-    "tracking.py",
+    "tracking/store.py",
+    "tracking/parent_run.py",
+    "tracking/run_logger.py",
+    "tracking/aggregate.py",
+    "tracking/ui_view.py",
     "collect.py",
     "report.py",
     "sweep.py",

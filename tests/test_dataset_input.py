@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 
-from overfitlab.tracking import log_dataset
+from overfitlab.tracking.run_logger import log_dataset
 
 
 def test_jobs_logging_the_same_new_dataset_at_once_all_get_it(tmp_path):

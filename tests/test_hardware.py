@@ -42,7 +42,7 @@ def test_the_gpu_is_cuda_device_0_or_none(monkeypatch):
 
 @pytest.mark.slow
 def test_a_child_run_is_tagged_with_the_hardware(tmp_path, monkeypatch):
-    from overfitlab import tracking
+    from overfitlab.tracking import run_logger as tracking
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(tracking.PARENT_RUN_ENV, raising=False)

@@ -26,7 +26,7 @@ from scipy import stats
 
 from browser import Chromium, chromium_executable
 from conftest import ROOT, SMALL_STUDY, write_idx
-from overfitlab.tracking import aggregate_keys, metric_name
+from overfitlab.tracking.aggregate import aggregate_keys, metric_name
 
 MODELS = SMALL_STUDY["study"]["models"]  # mlp_300_100, model_d; 2 seeds, 2 epochs
 STUDY = SMALL_STUDY["study"]["name"]

@@ -64,13 +64,24 @@ def test_the_import_scan_finds_lazy_and_relative_imports():
     assert {
         "train.py",
         "runs.py",
-        "tracking.py",
+        "tracking/run_logger.py",
         "training/fitting.py",
         "training/module.py",
         "__init__.py",
         "data/controls.py",
     } <= needed
     assert "report.py" not in needed
+
+
+def test_an_mlflow_ui_edit_leaves_train_and_collect_current():
+    """The tracking package re-exports nothing: the stages that log runs depend on the store, not
+    on the UI view or the aggregate, which only the report stage logs."""
+    view = PACKAGE / "tracking" / "ui_view.py"
+    for stage in ("train", "collect"):
+        deps = [ROOT / d for d in pipeline.code_deps(stage)]
+        assert covered(PACKAGE / "tracking" / "store.py", deps), stage
+        assert not covered(view, deps) and not covered(PACKAGE / "tracking" / "aggregate.py", deps), stage
+    assert covered(view, [ROOT / d for d in pipeline.code_deps("report")])
 
 
 def test_config_targets_name_the_modules_the_configs_instantiate():

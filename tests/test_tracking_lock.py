@@ -20,7 +20,7 @@ PROCESSES = 4
 def _open_and_run(uri: str, barrier, results) -> None:
     """A study starting: open the store, create (or find) the experiment, open a run."""
     try:
-        from overfitlab.tracking import client_for  # imports mlflow: before the barrier
+        from overfitlab.tracking.store import client_for  # imports mlflow: before the barrier
 
         cfg = OmegaConf.create({"mlflow": {"tracking_uri": uri, "experiment": "raced"}})
         barrier.wait(timeout=300)
@@ -71,7 +71,7 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_succeed(tmp_path, mo
     ],
 )
 def test_only_a_local_sqlite_file_gets_a_lock(uri, expected):
-    from overfitlab.tracking import _store_lock_path
+    from overfitlab.tracking.store import _store_lock_path
 
     path = _store_lock_path(uri)
     assert (str(path) if path else None) == expected

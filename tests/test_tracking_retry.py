@@ -7,7 +7,7 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from overfitlab.tracking import client_for
+from overfitlab.tracking.store import client_for
 
 pytestmark = pytest.mark.slow  # waits out a held lock
 

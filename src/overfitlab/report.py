@@ -94,7 +94,7 @@ def group_tags(inputs: ReportInputs) -> list[str]:
 def log_to_mlflow(inputs: ReportInputs, out: Path, params_file: str = "params.yaml") -> str | None:
     """The study's aggregate into its sweep run in MLflow (the experiment of params.yaml's
     ``study.name``); the sweep run's id, or None with one warning line saying why not."""
-    from .tracking import TrackingUnavailable, log_study_aggregate
+    from .tracking.aggregate import TrackingUnavailable, log_study_aggregate
 
     try:
         study = (yaml.safe_load(Path(params_file).read_text()) or {}).get("study", {}).get("name")
