@@ -84,7 +84,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:], command_line_axes=False)
     if not any(arg.startswith(("+search=", "search=")) for arg in sys.argv[1:]):
         sys.argv.append(DEFAULT_SPACE)  # a search space is a config of conf/search/
+    preflight(sys.argv[1:], command_line_axes=False)  # with the space: search.* keys compose
     main()

@@ -171,8 +171,9 @@ def check_axes(study: Study, conf_dir: Path, argv: list[str]) -> None:
                 try:
                     cfg = compose("train", [f"dataset={dataset}", f"model={model}", *others, *setting])
                 except Exception as exc:
+                    what = f"{where}={value}" if key else f"command line: {' '.join(others) or 'the study'}"
                     raise ConfigError(
-                        f"{where}={value} does not apply to model {model} (conf/model/{model}.yaml): "
+                        f"{what} does not apply to model {model} (conf/model/{model}.yaml): "
                         f"{str(exc).splitlines()[0]}"
                     ) from None
                 require(
