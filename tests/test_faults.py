@@ -6,7 +6,6 @@ Each case ran to a wrong success on the code before these checks."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import subprocess
@@ -133,14 +132,12 @@ def test_a_damaged_checkpoint_is_never_resumed_and_the_run_starts_over(prepared,
         assert len(told) == 1 and "not resumed" in told[0] and "starts over from epoch 1" in told[0], told
         assert module.history == whole.history, case  # the numbers of a run trained from scratch
 
-    # Damaged, with a digest recomputed to match: torch's CRC32 of each record still catches it.
+    # Damaged inside a record, the table of records intact: the record's CRC32 catches it.
     interrupted_fit(cfg, data, path)
     blob = bytearray(path.read_bytes())
-    name = b"data/0"  # the first tensor's record: its bytes follow the local header
-    start = blob.index(name) + 200
+    start = blob.index(b"data/0") + 200  # inside the first tensor's record, after its local header
     blob[start : start + 64] = bytes(64)
     path.write_bytes(bytes(blob))
-    digest_file(path).write_text(hashlib.sha256(bytes(blob)).hexdigest() + "\n")
     saving, module, told = resume()
     assert saving.resumed_from == 0 and "fails its CRC32" in told[0], told
 
@@ -168,7 +165,7 @@ def test_a_run_with_a_damaged_checkpoint_starts_over_with_one_line(prepared, pro
     again = train(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     said = [line for line in again.stderr.splitlines() if "not resumed" in line]
-    assert len(said) == 1 and "does not match" in said[0] and "starts over from epoch 1" in said[0], said
+    assert len(said) == 1 and "starts over from epoch 1" in said[0], said
     done = json.loads((directory / "done.json").read_text())
     assert "status" not in done and done["resumed_after_epoch"] == 0  # complete, not "diverged"
     assert (directory / "metrics.csv").read_bytes() == metrics
