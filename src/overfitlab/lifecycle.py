@@ -1,5 +1,6 @@
-"""A run's life around its training: its directory made fresh, its MLflow child run opened, and at
-the end its files written (``done.json`` last) or its failure recorded, with one console line.
+"""A run's life around its training: claimed for this process (``runlock``), its directory made
+fresh, its MLflow child run opened, trained (``train_group``), and at the end its files written
+(``done.json`` last) or its failure recorded, with one console line.
 
 Orchestration only: nothing here changes a run's numbers, so nothing here is in its code hash.
 """
@@ -7,6 +8,8 @@ Orchestration only: nothing here changes a run's numbers, so nothing here is in 
 from __future__ import annotations
 
 import shutil
+import signal
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -14,12 +17,13 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
-from . import measures, runs, sweep
+from . import launching, measures, runs, sweep
 from .axes import dir_parts
 from .data import controls
 from .data.datasets import PreparedDataset
-from .files import atomic_write_json
+from .files import atomic_write_json, git_commit
 from .runlock import RunLock
+from .training import fitting
 
 
 @dataclass
@@ -250,3 +254,47 @@ def finish(run, logger, fitted, wall: float, job: Job) -> dict:
             f"on {fitted.device}"
         )
     return record
+
+
+class Killed(BaseException):
+    """SIGTERM (``kill``, a scheduler's time limit) turned into an exception, so the run is marked KILLED."""
+
+
+def _raise_killed(signum, frame):
+    raise Killed(f"signal {signum}")
+
+
+def train_group(group: list, data: PreparedDataset, console) -> dict | None:
+    """Train ``group`` (a run, or a vectorized seed group), whose locks this process holds."""
+    cfg = group[0].cfg
+    noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
+    job = Job(data, noise, git_commit(), console)
+    loggers = [start(r, data.meta, job.commit) for r in group]
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a scheduler's library handles it
+        signal.signal(signal.SIGTERM, _raise_killed)
+    threads = launching.threads(cfg)
+    saving = checkpointing(group, job)  # each epoch's state, to resume an interrupted run
+    began = time.perf_counter()
+    try:
+        # the clean/corrupted accuracy split is on labels that actually changed (noise.changed)
+        if len(group) == 1:
+            fitted = [fitting.fit(cfg, data, loggers[0].log_epoch, saving, noise.changed, threads)]
+        else:
+            on_epochs = [lg.log_epoch for lg in loggers]
+            fitted = fitting.fit_seeds(
+                [r.cfg for r in group], data, on_epochs, saving, noise.changed, threads
+            )
+        wall = (time.perf_counter() - began) / len(group)  # with vectorized seeds: each seed's share
+        return finish_all(group, loggers, fitted, wall, job)[0]
+    except (KeyboardInterrupt, Killed, SystemExit):
+        # Ctrl-C or SIGTERM (which Lightning turns into SystemExit), or a submitit job being requeued
+        # (SystemExit after SIGUSR2, preemption or time limit): the run is KILLED, without done.json,
+        # and its next attempt (the requeued job, or the next sweep) resumes it from its checkpoint.
+        for logger in loggers:
+            logger.finish([], status="KILLED")
+        raise
+    except Exception as error:  # in training, or writing the final files (a full disk)
+        for r, logger in zip(group, loggers, strict=True):
+            if not r.complete():
+                fail(r, logger, error, job)
+        return None

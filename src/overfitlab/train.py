@@ -25,19 +25,15 @@ job would; the later jobs find their runs complete and skip them.
 from __future__ import annotations
 
 import copy
-import signal
 import sys
-import time
 
 import hydra
 from omegaconf import DictConfig
 
 from . import identity, launching, lifecycle, runs, sweep
-from .data import controls
 from .data.datasets import PreparedDataset, load_prepared
 from .data.verify import verify_prepared
 from .errors import ConfigError, exit_on_config_error, require
-from .files import git_commit
 from .project import conf_dir
 from .run_rules import check_run_config
 from .study import preflight
@@ -81,14 +77,6 @@ def seed_group(run: identity.Run, data: PreparedDataset, console, locks: list) -
     return group
 
 
-class Killed(BaseException):
-    """SIGTERM (``kill``, a scheduler's time limit) turned into an exception, so the run is marked KILLED."""
-
-
-def _raise_killed(signum, frame):
-    raise Killed(f"signal {signum}")
-
-
 @exit_on_config_error
 def train(cfg: DictConfig) -> dict | None:
     """Train the run of ``cfg`` (and its seed group); the run's record, or ``None`` if it failed."""
@@ -109,46 +97,10 @@ def train(cfg: DictConfig) -> dict | None:
         return runs.read_done(run.run_dir)
     locks = [lock]
     try:
-        return train_locked([run] + seed_group(run, data, console, locks), data, console)
+        return lifecycle.train_group([run] + seed_group(run, data, console, locks), data, console)
     finally:
         for held in locks:
             held.release()
-
-
-def train_locked(group: list[identity.Run], data: PreparedDataset, console) -> dict | None:
-    """Train ``group`` (a run, or a vectorized seed group), whose locks this process holds."""
-    cfg = group[0].cfg
-    noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
-    job = lifecycle.Job(data, noise, git_commit(), console)
-    loggers = [lifecycle.start(r, data.meta, job.commit) for r in group]
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a scheduler's library handles it
-        signal.signal(signal.SIGTERM, _raise_killed)
-    threads = launching.threads(cfg)
-    saving = lifecycle.checkpointing(group, job)  # each epoch's state, to resume an interrupted run
-    start = time.perf_counter()
-    try:
-        # the clean/corrupted accuracy split is on labels that actually changed (noise.changed)
-        if len(group) == 1:
-            fitted = [fitting.fit(cfg, data, loggers[0].log_epoch, saving, noise.changed, threads)]
-        else:
-            on_epochs = [lg.log_epoch for lg in loggers]
-            fitted = fitting.fit_seeds(
-                [r.cfg for r in group], data, on_epochs, saving, noise.changed, threads
-            )
-        wall = (time.perf_counter() - start) / len(group)  # with vectorized seeds: each seed's share
-        return lifecycle.finish_all(group, loggers, fitted, wall, job)[0]
-    except (KeyboardInterrupt, Killed, SystemExit):
-        # Ctrl-C or SIGTERM (which Lightning turns into SystemExit), or a submitit job being requeued
-        # (SystemExit after SIGUSR2, preemption or time limit): the run is KILLED, without done.json,
-        # and its next attempt (the requeued job, or the next sweep) resumes it from its checkpoint.
-        for logger in loggers:
-            logger.finish([], status="KILLED")
-        raise
-    except Exception as error:  # in training, or writing the final files (a full disk)
-        for r, logger in zip(group, loggers, strict=True):
-            if not r.complete():
-                lifecycle.fail(r, logger, error, job)
-        return None
 
 
 # params.yaml is read from the working directory (the study), conf/ from the project root.
