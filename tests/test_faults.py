@@ -269,7 +269,10 @@ def test_prepared_data_that_no_longer_matches_its_version_is_one_line(prepared, 
         labels.unlink()
     else:
         (prepared / "meta.json").unlink()
-    for args in (("model=mlp_300_100",), ("-m", "model=mlp_300_100", "seed=0,1")):
+    commands = [("model=mlp_300_100",)]
+    if harm == "labels changed":  # a sweep checks every job's data before job 0 (one case is enough)
+        commands.append(("-m", "model=mlp_300_100", "seed=0,1"))
+    for args in commands:
         result = train(*args)
         assert result.returncode == 2, result.stderr[-2000:]
         lines = result.stderr.strip().splitlines()
