@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import traceback
 
 import hydra
 from omegaconf import DictConfig
@@ -114,14 +115,15 @@ def main(cfg: DictConfig) -> None:
         if train(cfg) is None:
             sys.exit(1)
         return
-    try:  # in a sweep, a job's bad setting (a combination preflight could not see) fails that job only
+    try:  # in a sweep, one job's error (a bad combination of settings) fails that job only
         train.__wrapped__(cfg)
-    except ConfigError as error:
+    except Exception as error:  # training's own errors are recorded per run, in lifecycle.fail
+        if not isinstance(error, ConfigError):
+            traceback.print_exc()
         print(f"error: {error}", file=sys.stderr, flush=True)
         job = f"job {HydraConfig.get().job.num} ({cfg.model.name} seed={cfg.seed})"
-        sweep.record_failure(
-            {"run": job, "error": f"ConfigError: {error}"}, f"job-{HydraConfig.get().job.num}"
-        )
+        record = {"run": job, "error": f"{type(error).__name__}: {error}"}
+        sweep.record_failure(record, f"job-{HydraConfig.get().job.num}")
 
 
 if __name__ == "__main__":
