@@ -20,19 +20,14 @@
 #   OVERFITLAB_PYTHON       the Python with mlflow and psycopg2                     [.venv/bin/python]
 #   PG_BIN                  PostgreSQL's bin directory             [newest /usr/lib/postgresql/*/bin]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"  # die, check_command, settings, pids, waiting
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-
-die() { echo "error: $*" >&2; exit 1; }
 
 command=${1:-start}
 [[ $# -gt 0 ]] && shift
 [[ ${1:-} == "--" ]] && shift
-case $command in
-  start | stop | restart | status | env) ;;
-  -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown command '$command': use start, stop, restart, status or env (scripts/mlflow-server.sh --help)" ;;
-esac
+check_command "$command"
 
 DIR=${OVERFITLAB_SERVER_DIR:-$ROOT/.mlflow-server}
 mkdir -p "$DIR" 2>/dev/null || die "cannot create OVERFITLAB_SERVER_DIR=$DIR: choose a writable directory"
@@ -42,15 +37,13 @@ LOGS=$DIR/logs
 SETTINGS=$DIR/server.env
 PIDFILE=$DIR/mlflow.pid
 
-# Recorded settings first, then the environment over them, then the defaults.
-saved() { [[ -f $SETTINGS ]] && sed -n "s/^$1=//p" "$SETTINGS" | tail -1; true; }
-HOST=${MLFLOW_HOST:-$(saved HOST)}; HOST=${HOST:-127.0.0.1}
-PORT=${MLFLOW_PORT:-$(saved PORT)}; PORT=${PORT:-5000}
-PG_PORT=${OVERFITLAB_PG_PORT:-$(saved PG_PORT)}
-ARTIFACTS=${OVERFITLAB_ARTIFACTS:-$(saved ARTIFACTS)}; ARTIFACTS=${ARTIFACTS:-$DIR/artifacts}
-AUTH=${OVERFITLAB_MLFLOW_AUTH:-$(saved AUTH)}; AUTH=${AUTH:-0}
-WORKERS=${OVERFITLAB_MLFLOW_WORKERS:-$(saved WORKERS)}; WORKERS=${WORKERS:-4}
-PERMISSION=${OVERFITLAB_MLFLOW_DEFAULT_PERMISSION:-$(saved PERMISSION)}; PERMISSION=${PERMISSION:-READ}
+HOST=$(setting HOST MLFLOW_HOST 127.0.0.1)
+PORT=$(setting PORT MLFLOW_PORT 5000)
+PG_PORT=$(setting PG_PORT OVERFITLAB_PG_PORT "")
+ARTIFACTS=$(setting ARTIFACTS OVERFITLAB_ARTIFACTS "$DIR/artifacts")
+AUTH=$(setting AUTH OVERFITLAB_MLFLOW_AUTH 0)
+WORKERS=$(setting WORKERS OVERFITLAB_MLFLOW_WORKERS 4)
+PERMISSION=$(setting PERMISSION OVERFITLAB_MLFLOW_DEFAULT_PERMISSION READ)
 [[ $PORT =~ ^[0-9]+$ ]] || die "MLFLOW_PORT=$PORT is not a port number"
 [[ -z $PG_PORT || $PG_PORT =~ ^[0-9]+$ ]] || die "OVERFITLAB_PG_PORT=$PG_PORT is not a port number"
 [[ $AUTH == 0 || $AUTH == 1 ]] || die "OVERFITLAB_MLFLOW_AUTH=$AUTH must be 0 or 1"
@@ -86,13 +79,7 @@ find_pg_bin() {
 # Something listens on host:port (bash's /dev/tcp; no extra tools).
 listening() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-mlflow_pid() {  # the server's pid when it is alive
-  local pid
-  pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+mlflow_pid() { pid_of "$PIDFILE"; }  # the server's pid when it is alive
 
 pg_running() { [[ -f $PGDATA_DIR/PG_VERSION ]] && as_pg "$PG_BIN/pg_ctl" status -D "$PGDATA_DIR" >/dev/null 2>&1; }
 
@@ -107,19 +94,6 @@ backend_uri() { echo "postgresql+psycopg2://mlflow@127.0.0.1:$PG_PORT/$1"; }
 
 sql() {  # psql as the cluster's owner `mlflow` (password from $PGPASSFILE)
   "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U mlflow -d postgres -tAc "$1"
-}
-
-save_settings() {
-  cat > "$SETTINGS" <<EOF
-# scripts/mlflow-server.sh: the settings of the last start (the environment overrides them)
-HOST=$HOST
-PORT=$PORT
-PG_PORT=$PG_PORT
-ARTIFACTS=$ARTIFACTS
-AUTH=$AUTH
-WORKERS=$WORKERS
-PERMISSION=$PERMISSION
-EOF
 }
 
 init_cluster() {
@@ -181,8 +155,7 @@ ensure_database() {
 auth_config() {  # basic-auth: users in their own database; a generated admin password, kept
   ensure_database mlflow_auth
   local password_file=$DIR/admin-password
-  [[ -s $password_file ]] || (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(18))' \
-                               > "$password_file")
+  keep_secret "$password_file" urlsafe 18
   (umask 077; cat > "$DIR/basic_auth.ini" <<EOF
 [mlflow]
 default_permission = $PERMISSION
@@ -194,8 +167,7 @@ EOF
   )
   export MLFLOW_AUTH_CONFIG_PATH=$DIR/basic_auth.ini
   # Its CSRF protection signs with a key that must stay the same across workers and restarts.
-  [[ -s $DIR/flask-secret ]] || (umask 077; "$PY" -c 'import secrets; print(secrets.token_hex(32))' \
-                                   > "$DIR/flask-secret")
+  keep_secret "$DIR/flask-secret" hex 32
   MLFLOW_FLASK_SERVER_SECRET_KEY=$(cat "$DIR/flask-secret")
   export MLFLOW_FLASK_SERVER_SECRET_KEY
 }
@@ -229,7 +201,9 @@ start() {
 
   init_cluster
   start_pg
-  save_settings
+  save_settings "scripts/mlflow-server.sh: the settings of the last start (the environment overrides them)" \
+    HOST="$HOST" PORT="$PORT" PG_PORT="$PG_PORT" ARTIFACTS="$ARTIFACTS" AUTH="$AUTH" WORKERS="$WORKERS" \
+    PERMISSION="$PERMISSION"
   ensure_database mlflow
   local args=(--backend-store-uri "$(backend_uri mlflow)" --artifacts-destination "$ARTIFACTS"
               --host "$HOST" --port "$PORT" --workers "$WORKERS")
@@ -248,16 +222,14 @@ start() {
   # Its own session and process group, so that `stop` ends the server with all its workers.
   setsid "$PY" -m mlflow server "${args[@]}" "$@" > "$LOGS/mlflow.log" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  local waited=0
-  until healthy; do
-    if ! mlflow_pid >/dev/null; then
-      tail -15 "$LOGS/mlflow.log" >&2
-      rm -f "$PIDFILE"
-      die "the MLflow server exited (full log: $LOGS/mlflow.log)"
-    fi
-    (( waited++ < 180 )) || { stop_mlflow; die "the MLflow server did not answer within 90 s (log: $LOGS/mlflow.log)"; }
-    sleep 0.5
-  done
+  answered_or_exited() { healthy || ! mlflow_pid >/dev/null; }
+  WAIT_STEP=0.5 wait_for 90 answered_or_exited \
+    || { stop_mlflow; die "the MLflow server did not answer within 90 s (log: $LOGS/mlflow.log)"; }
+  if ! mlflow_pid >/dev/null; then
+    tail -15 "$LOGS/mlflow.log" >&2
+    rm -f "$PIDFILE"
+    die "the MLflow server exited (full log: $LOGS/mlflow.log)"
+  fi
   echo "MLflow server running (pid $(cat "$PIDFILE")) at $URL; stop it with scripts/mlflow-server.sh stop"
   print_links
   print_env
@@ -283,8 +255,8 @@ stop_mlflow() {
   local pid
   if pid=$(mlflow_pid); then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    wait_gone "$pid" 15 || true
+    kill -KILL -- "-$pid" 2>/dev/null || true  # the group: workers may outlive their leader
     echo "MLflow server stopped (pid $pid)"
   else
     echo "MLflow server not running"

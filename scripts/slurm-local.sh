@@ -16,10 +16,10 @@
 #   OVERFITLAB_SLURM_MEM_MB memory of the node (a job asking more is refused)  [this machine's]
 # `stop` cancels every job of the cluster, then stops its daemons: nothing of it keeps running.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"  # die, check_command, settings, pids, waiting
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-
-die() { echo "error: $*" >&2; exit 1; }
+PY=python3  # for free_port and keep_secret: this script runs as root, outside the project's .venv
 
 command=${1:-start}
 [[ $# -gt 0 ]] && shift
@@ -31,11 +31,7 @@ for arg in "$@"; do
     *) die "unknown option '$arg' (scripts/slurm-local.sh --help)" ;;
   esac
 done
-case $command in
-  start | stop | restart | status | env) ;;
-  -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-  *) die "unknown command '$command': use start, stop, restart, status or env (scripts/slurm-local.sh --help)" ;;
-esac
+check_command "$command"
 
 DIR=${OVERFITLAB_SLURM_DIR:-$ROOT/.slurm-local}
 if [[ $command == start || $command == restart ]]; then
@@ -55,32 +51,12 @@ MYSQL_SOCKET=$RUN/mysql.sock
 export SLURM_CONF=$CONF
 MARK=OVERFITLAB_SLURM_CLUSTER=$DIR  # in the daemons' environment only: `stop` finds what is left by it
 
-saved() { [[ -f $SETTINGS ]] && sed -n "s/^$1=//p" "$SETTINGS" | tail -1; true; }
-ACCOUNTING=${ACCOUNTING:-$(saved ACCOUNTING)}; ACCOUNTING=${ACCOUNTING:-1}
-CPUS=${OVERFITLAB_SLURM_CPUS:-$(saved CPUS)}; CPUS=${CPUS:-$(nproc)}
-MEM_MB=${OVERFITLAB_SLURM_MEM_MB:-$(saved MEM_MB)}
-MEM_MB=${MEM_MB:-$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)}
+ACCOUNTING=$(setting ACCOUNTING ACCOUNTING 1)
+CPUS=$(setting CPUS OVERFITLAB_SLURM_CPUS "$(nproc)")
+MEM_MB=$(setting MEM_MB OVERFITLAB_SLURM_MEM_MB "$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo)")
 [[ $CPUS =~ ^[1-9][0-9]*$ ]] || die "OVERFITLAB_SLURM_CPUS=$CPUS is not a positive number"
 [[ $MEM_MB =~ ^[1-9][0-9]*$ ]] || die "OVERFITLAB_SLURM_MEM_MB=$MEM_MB is not a positive number"
 NODE=$(hostname -s)
-
-pid_of() {  # the pid in a pid file when that process is alive
-  local pid
-  pid=$(cat "$1" 2>/dev/null) || return 1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-wait_for() {  # wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
 
 require_tools() {
   [[ $(id -u) -eq 0 ]] || die "run as root: slurmd starts each job as its user (a single-node test cluster)"
@@ -99,16 +75,8 @@ write_settings() {
   slurmd=$(saved SLURMD_PORT); slurmd=${slurmd:-$(free_port)}
   dbd=$(saved DBD_PORT); dbd=${dbd:-$(free_port)}
   db=$(saved DB_PORT); db=${db:-$(free_port)}
-  cat > "$SETTINGS" <<EOF
-# scripts/slurm-local.sh: the settings of the last start
-ACCOUNTING=$ACCOUNTING
-CPUS=$CPUS
-MEM_MB=$MEM_MB
-CTLD_PORT=$ctld
-SLURMD_PORT=$slurmd
-DBD_PORT=$dbd
-DB_PORT=$db
-EOF
+  save_settings "scripts/slurm-local.sh: the settings of the last start" ACCOUNTING="$ACCOUNTING" CPUS="$CPUS" \
+    MEM_MB="$MEM_MB" CTLD_PORT="$ctld" SLURMD_PORT="$slurmd" DBD_PORT="$dbd" DB_PORT="$db"
 }
 
 write_config() {
@@ -186,7 +154,7 @@ start_munge() {
   env "$MARK" munged --force --socket="$MUNGE_SOCKET" --key-file="$key" --pid-file="$DIR/munge/munged.pid" \
     --log-file="$LOGS/munged.log" --seed-file="$DIR/munge/munged.seed" \
     || die "munged did not start (log: $LOGS/munged.log)"
-  wait_for 20 munge bash -c "munge -n -S '$MUNGE_SOCKET' | unmunge -S '$MUNGE_SOCKET'" \
+  wait_for 20 bash -c "munge -n -S '$MUNGE_SOCKET' | unmunge -S '$MUNGE_SOCKET'" \
     || die "munged does not answer on $MUNGE_SOCKET (log: $LOGS/munged.log)"
 }
 
@@ -199,13 +167,13 @@ start_mariadb() {
       --skip-test-db > "$LOGS/mariadb-install.log" 2>&1 \
       || { tail -5 "$LOGS/mariadb-install.log" >&2; rm -rf "$DIR/mysql"; die "mariadb-install-db failed (log: $LOGS/mariadb-install.log)"; }
   fi
-  [[ -s $DIR/mysql-password ]] || (umask 077; python3 -c 'import secrets; print(secrets.token_hex(16))' > "$DIR/mysql-password")
+  keep_secret "$DIR/mysql-password" hex 16
   if ! pid_of "$RUN/mariadb.pid" >/dev/null; then
     env "$MARK" setsid mariadbd --no-defaults --datadir="$DIR/mysql" --socket="$MYSQL_SOCKET" --port="$(saved DB_PORT)" \
       --bind-address=127.0.0.1 --user=root --pid-file="$RUN/mariadb.pid" --log-error="$LOGS/mariadb.log" \
       --innodb-buffer-pool-size=128M --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
       > /dev/null 2>&1 < /dev/null &
-    wait_for 60 mariadb mysql_cmd -e "SELECT 1" \
+    wait_for 60 mysql_cmd -e "SELECT 1" \
       || { tail -5 "$LOGS/mariadb.log" >&2; die "MariaDB did not start (log: $LOGS/mariadb.log)"; }
   fi
   local password
@@ -221,7 +189,7 @@ start_mariadb() {
 start_slurmdbd() {
   pid_of "$RUN/slurmdbd.pid" >/dev/null && return
   env "$MARK" slurmdbd || die "slurmdbd did not start (log: $LOGS/slurmdbd.log)"  # its config: next to $SLURM_CONF
-  wait_for 60 slurmdbd sacctmgr -n list cluster \
+  wait_for 60 sacctmgr -n list cluster \
     || { tail -5 "$LOGS/slurmdbd.log" >&2; die "slurmdbd does not answer (log: $LOGS/slurmdbd.log)"; }
   sacctmgr -n list cluster format=cluster | grep -qw overfitlab \
     || sacctmgr -i add cluster overfitlab >/dev/null || die "sacctmgr could not add the cluster"
@@ -231,15 +199,15 @@ start_slurm() {
   if ! pid_of "$RUN/slurmctld.pid" >/dev/null; then
     env "$MARK" slurmctld || die "slurmctld did not start (log: $LOGS/slurmctld.log)"
   fi
-  wait_for 60 slurmctld scontrol ping \
+  wait_for 60 scontrol ping \
     || { tail -5 "$LOGS/slurmctld.log" >&2; die "slurmctld does not answer (log: $LOGS/slurmctld.log)"; }
   if ! pid_of "$RUN/slurmd.pid" >/dev/null; then
     env "$MARK" slurmd || die "slurmd did not start (log: $LOGS/slurmd.log)"
   fi
   node_idle() { [[ $(sinfo -h -n "$NODE" -o %T 2>/dev/null) =~ ^(idle|mixed|allocated)$ ]]; }
-  if ! wait_for 60 node node_idle; then
+  if ! wait_for 60 node_idle; then
     scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true
-    wait_for 20 node node_idle \
+    wait_for 20 node_idle \
       || { tail -5 "$LOGS/slurmd.log" >&2; die "node $NODE is $(sinfo -h -n "$NODE" -o %T) (log: $LOGS/slurmd.log)"; }
   fi
 }
@@ -253,7 +221,7 @@ start() {
   fi
   write_settings
   mkdir -p "$LOGS" "$RUN"
-  [[ $ACCOUNTING == 1 ]] && { [[ -s $DIR/mysql-password ]] || (umask 077; python3 -c 'import secrets; print(secrets.token_hex(16))' > "$DIR/mysql-password"); }
+  [[ $ACCOUNTING == 1 ]] && keep_secret "$DIR/mysql-password" hex 16
   write_config
   start_munge
   if [[ $ACCOUNTING == 1 ]]; then
@@ -282,8 +250,7 @@ stop_pidfile() {  # stop_pidfile NAME FILE
   local pid
   if pid=$(pid_of "$2"); then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
     echo "$1 stopped (pid $pid)"
   elif [[ -f $2 ]]; then
     echo "$1 stopped"
@@ -299,7 +266,7 @@ stop() {
     if [[ -n ${jobs// /} ]]; then
       # shellcheck disable=SC2086
       scancel $jobs 2>/dev/null || true
-      wait_for 30 jobs bash -c '[[ -z $(squeue -h -o %A 2>/dev/null) ]]' || true
+      wait_for 30 bash -c '[[ -z $(squeue -h -o %A 2>/dev/null) ]]' || true
       echo "cancelled the cluster's jobs: $jobs"
     fi
   fi
@@ -315,8 +282,7 @@ stop() {
     local pid
     pid=$(pid_of "$RUN/mariadb.pid")
     mysql_cmd -e "SHUTDOWN" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null || true
     echo "MariaDB stopped (pid $pid)"
   fi
   rm -f "$RUN/mariadb.pid"

@@ -343,3 +343,7 @@ def test_clear_errors_for_a_busy_port_a_missing_postgresql_and_a_bad_command(tmp
     )
     result = run_script("start", env={**env, "MLFLOW_PORT": "http"})
     assert result.returncode == 1 and result.stderr.strip() == "error: MLFLOW_PORT=http is not a port number"
+
+    result = run_script("--help", env=env)  # the script's own header (scripts/lib/service.sh prints it)
+    assert result.returncode == 0 and result.stdout.startswith("A team's MLflow tracking server: PostgreSQL")
+    assert "PG_BIN " in result.stdout and "set -euo" not in result.stdout and "\n#" not in result.stdout

@@ -148,9 +148,8 @@ def print_experiment_pages(server: str, public: str | None = None) -> None:
         print(f"  {experiment['name']}: {experiment_page(public, experiment['experiment_id'])}")
 
 
-if (
-    __name__ == "__main__"
-):  # python -m overfitlab.tracking.ui_view URL [PUBLIC_URL]: links to each study's runs
+# python -m overfitlab.tracking.ui_view URL [PUBLIC_URL]: links to each study's runs
+if __name__ == "__main__":
     import sys
 
     print_experiment_pages(*sys.argv[1:3])
