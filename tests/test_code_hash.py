@@ -29,7 +29,7 @@ ORCHESTRATION = [
     "launching.py",
     "runs.py",
     "identity.py",
-    "analysis/plots.py",
+    "analysis/rendering.py",
 ]
 
 

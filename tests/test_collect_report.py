@@ -10,9 +10,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose, run_cli, set_params
-from overfitlab import identity
+from overfitlab import identity, reports_layout
 from overfitlab import runs as run_record
-from overfitlab.analysis import figures
+from overfitlab.analysis import registry, rendering
 from overfitlab.analysis.tables import confusion, curve_bands, final_accuracy, per_class_scores, summary_table
 from overfitlab.collect import collect
 from overfitlab.errors import ConfigError
@@ -104,6 +104,8 @@ def write_known_runs(project):
 def test_collect_builds_the_tidy_table_run_summary_and_metrics(project):
     write_known_runs(project)
     collect()
+    written = {p.name for p in (project / reports_layout.METRICS).iterdir()}
+    assert written == {o.name for o in reports_layout.OUTPUTS}  # what it writes is what the layout names
     epochs = pd.read_parquet(project / "reports/metrics/epochs.parquet")
     assert len(epochs) == 12
     assert {
@@ -434,17 +436,20 @@ def test_image_folder_data_and_extra_test_sets_reach_the_page(project):
 
 
 def test_every_figure_is_registered_once_with_a_caption_and_only_drawn_when_it_applies(project):
-    from overfitlab.analysis import plots  # noqa: F401  (registers the figures)
-
-    assert list(figures.REGISTRY)[:4] == [
-        "final_test_accuracy",
-        "learning_curves",
-        "generalization_gap",
-        "loss_curves",
-    ]
-    assert all(spec.caption for spec in figures.REGISTRY.values())
+    order = rendering.in_page_order()  # rendering.PAGE: the modules of the page's sections, in order
+    sections = list(registry.SECTIONS)
+    places = [sections.index(spec.section) for spec in order]
+    assert places == sorted(places)  # PAGE follows the page's sections
+    by_section = {s: [spec.name for spec in order if spec.section == s] for s in sections}
+    assert by_section["comparison"] == ["final_test_accuracy", "regularization"]
+    assert by_section["variant"][:3] == ["learning_curves", "generalization_gap", "loss_curves"]
+    assert by_section["inside"] == ["class_balance", "feature_maps", "sample_tiles"]
+    assert all(spec.caption for spec in registry.REGISTRY.values())
     with pytest.raises(ValueError, match="registered twice"):
-        figures.figure("learning_curves", caption="again")(lambda inputs: None)
+        registry.figure("learning_curves")(lambda inputs: None)
+    with pytest.raises(ValueError, match="no caption: give <lambda> a docstring"):
+        registry.figure("undocumented")(lambda inputs: None)
+    assert "undocumented" not in registry.REGISTRY
     write_known_runs(project)
     collect()
     report()
@@ -456,20 +461,21 @@ def test_every_figure_is_registered_once_with_a_caption_and_only_drawn_when_it_a
 
 @pytest.mark.slow
 def test_a_new_figure_is_one_decorated_function(project, monkeypatch):
-    from overfitlab.analysis import plots  # noqa: F401  (registers the figures)
+    monkeypatch.setattr(registry, "REGISTRY", dict(registry.REGISTRY))
 
-    monkeypatch.setattr(figures, "REGISTRY", dict(figures.REGISTRY))
-
-    @figures.figure("seeds_per_model", caption="How many <seeds> each model has.")
+    @registry.figure("seeds_per_model")
     def seeds_per_model(inputs):
+        """How many <seeds> each model
+        has."""
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots()
         inputs.runs.groupby("model").size().plot.bar(ax=ax)
         return fig
 
-    @figures.figure("never", caption="Not drawn.", when=lambda inputs: False)
+    @registry.figure("never", when=lambda inputs: False)
     def never(inputs):
+        """Not drawn."""
         raise AssertionError("a figure whose `when` is false is not drawn")
 
     write_known_runs(project)
@@ -485,20 +491,23 @@ def test_a_new_figure_is_one_decorated_function(project, monkeypatch):
 
 def test_report_reads_what_collect_writes_and_depends_on_it():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    wanted = {f"reports/metrics/{name}" for name in figures.INPUT_FILES}
+    wanted = {reports_layout.metrics_path(name) for name in reports_layout.REPORT_INPUTS}
     outs = {
         out if isinstance(out, str) else next(iter(out)) for out in stages["collect"]["outs"]
     }  # {path: opts}
-    assert wanted <= outs and wanted <= set(stages["report"]["deps"])
+    assert outs == {reports_layout.metrics_path(o.name) for o in reports_layout.OUTPUTS if not o.metric}
+    assert wanted <= set(stages["report"]["deps"])
 
 
-def test_the_page_template_ships_with_the_package():
+def test_the_templates_ship_with_the_package():
+    """The page's and the pipeline's templates are read, not imported: package data."""
     tomllib = pytest.importorskip("tomllib")
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     patterns = setuptools["package-data"]["overfitlab"]
     package = ROOT / "src/overfitlab"
     shipped = {p for pattern in patterns for p in package.glob(pattern)}
     assert package / "analysis/templates/report.html.j2" in shipped
+    assert package / "pipeline/dvc.template.yaml" in shipped
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from overfitlab.analysis import double_descent, figures, plots  # noqa: F401  (plots registers figures)
+from overfitlab.analysis import double_descent, panels, registry, rendering  # rendering imports every figure
+from overfitlab.analysis.inputs import ReportInputs
 
 WIDTHS = [2, 4, 8, 16, 32, 64, 128]
 # mean test error per width: falls, peaks at width 32, falls again (noise 0.2: a higher peak)
@@ -22,7 +23,7 @@ def params(width: int) -> int:
     return 795 * width + 10  # a one-hidden-layer MLP on 28x28 inputs, 10 classes
 
 
-def known_study(tmp_path, sizes=(100, 400)) -> figures.ReportInputs:
+def known_study(tmp_path, sizes=(100, 400)) -> ReportInputs:
     rng = np.random.default_rng(0)
     runs, epochs, per_example, counts = [], [], [], []
     for size in sizes:
@@ -61,7 +62,7 @@ def known_study(tmp_path, sizes=(100, 400)) -> figures.ReportInputs:
                         )
                     )
     counts = pd.DataFrame(counts).drop_duplicates()
-    return figures.ReportInputs(
+    return ReportInputs(
         epochs=pd.concat(epochs, ignore_index=True),
         runs=pd.DataFrame(runs),
         predictions=pd.DataFrame(),
@@ -101,17 +102,17 @@ def test_double_descent_figures_are_drawn_and_fit_the_page(tmp_path):
     import matplotlib.pyplot as plt
 
     inputs = known_study(tmp_path)
-    names = [n for n, spec in figures.REGISTRY.items() if n.startswith("double_descent")]
+    names = [n for n, spec in registry.REGISTRY.items() if n.startswith("double_descent")]
     assert len(names) == 4
     for name in names:
-        spec = figures.REGISTRY[name]
+        spec = registry.REGISTRY[name]
         assert spec.when(inputs), name
         fig = spec.draw(inputs)
-        assert fig.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-9, name
-        assert len(figures.png(fig)) > 10_000, name
+        assert fig.get_size_inches()[0] <= panels.MAX_WIDTH + 1e-9, name
+        assert len(rendering.png(fig)) > 10_000, name
         plt.close(fig)
     # not drawn for a study without a width axis
     import dataclasses
 
     without_width = dataclasses.replace(inputs, axes={"label_noise": "train.label_noise"})
-    assert not figures.REGISTRY["double_descent"].when(without_width)
+    assert not registry.REGISTRY["double_descent"].when(without_width)

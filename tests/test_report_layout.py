@@ -1,5 +1,5 @@
 """A report that reads well at any study size: figures wrap (at most 4 panels a row, never wider than
-figures.MAX_WIDTH), log bands stay inside the plot, the page is navigable (contents, the study's
+panels.MAX_WIDTH), log bands stay inside the plot, the page is navigable (contents, the study's
 question first, one collapsible section per variant, tables sorted by a click in a real browser)."""
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import pandas as pd
 import pytest
 
 from overfitlab import examples
-from overfitlab.analysis import figures, plots, tables  # noqa: F401  (plots registers the figures)
+from overfitlab.analysis import panels, registry, rendering, tables  # rendering imports every figure
+from overfitlab.analysis.inputs import ReportInputs
 
 MODELS = ["mlp_300_100", "mlp_300_100_dropout", "cnn_pool", "cnn_no_pool", "deep_network"]
 NOISE = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
-def big_study(tmp_path: Path) -> figures.ReportInputs:
+def big_study(tmp_path: Path) -> ReportInputs:
     """collect's outputs for 6 variants (a label-noise axis) x 5 models x 3 seeds x 6 epochs."""
     rng = np.random.default_rng(0)
     classes = [f"class {i}" for i in range(10)]
@@ -85,7 +86,7 @@ def big_study(tmp_path: Path) -> figures.ReportInputs:
                 )
             )
     per_example = known_examples(pd.DataFrame(runs), classes, rng, prepared, n_train=50, epochs=6)
-    return figures.ReportInputs(
+    return ReportInputs(
         epochs=pd.concat(epochs, ignore_index=True),
         runs=pd.DataFrame(runs),
         predictions=pd.concat(predictions, ignore_index=True),
@@ -134,7 +135,7 @@ def known_examples(runs, classes, rng, prepared, n_train: int, epochs: int) -> p
     return pd.concat(frames, ignore_index=True)
 
 
-def render_page(inputs: figures.ReportInputs, rendered: list, axis_tables: dict) -> str:
+def render_page(inputs: ReportInputs, rendered: list, axis_tables: dict) -> str:
     """The page of ``inputs`` with these figures and axis tables (no comparisons, one per-class row)."""
     from overfitlab.analysis import page
 
@@ -166,16 +167,16 @@ def test_every_figure_wraps_and_fits_the_page_at_any_study_size(tmp_path):
 
     inputs = big_study(tmp_path)
     drawn = 0
-    for spec in figures.REGISTRY.values():
+    for spec in registry.REGISTRY.values():
         if not spec.when(inputs):
             continue
         result = spec.draw(inputs)
         for key, fig in result.items() if isinstance(result, dict) else [(None, result)]:
             name = f"{spec.name} {key or ''}"
-            assert fig.get_size_inches()[0] <= figures.MAX_WIDTH + 1e-9, name
-            assert panels_per_row(fig) <= figures.MAX_COLUMNS, name
-            width = Image.open(io.BytesIO(figures.png(fig))).size[0]
-            assert width <= figures.MAX_WIDTH * figures.DPI * 1.05, (name, width)  # tight bbox: a margin
+            assert fig.get_size_inches()[0] <= panels.MAX_WIDTH + 1e-9, name
+            assert panels_per_row(fig) <= panels.MAX_COLUMNS, name
+            width = Image.open(io.BytesIO(rendering.png(fig))).size[0]
+            assert width <= panels.MAX_WIDTH * panels.DPI * 1.05, (name, width)  # tight bbox: a margin
             plt.close(fig)
             drawn += 1
     assert drawn >= 6 * 5  # per-variant figures: one per variant, not one row of 30 panels
@@ -196,7 +197,7 @@ def test_log_bands_stay_above_zero_where_the_linear_band_would_not():
 def test_the_page_puts_the_question_first_and_is_navigable(tmp_path):
 
     inputs = big_study(tmp_path)
-    rendered = figures.render(inputs)
+    rendered = rendering.render(inputs)
     axis = {"label_noise": tables.axis_table(inputs.runs, "label_noise", [])}
     html = render_page(inputs, rendered, axis)
     order = [

@@ -1,4 +1,4 @@
-"""Every study's dvc.yaml is the one generated from src/overfitlab/pipeline.py, and its stages depend
+"""Every study's dvc.yaml is the one generated from src/overfitlab/pipeline/, and its stages depend
 on the code they run.
 
 A module a stage imports (at the top or lazily inside a function, transitively) or that its Hydra
@@ -43,7 +43,7 @@ def test_every_stage_depends_on_the_code_it_runs():
             deps = [ROOT / d.replace("${item}", item) for d in stage["deps"]]
             needed = set(closure([match.group(1)]))
             if any("instantiate(" in f.read_text() for f in needed):  # its configs name code it runs
-                targets = pipeline.config_targets([d for d in deps if "conf" in d.parts])
+                targets = pipeline.deps.config_targets([d for d in deps if "conf" in d.parts])
                 needed |= set(closure(sorted(targets)))
             missing = sorted(str(p.relative_to(ROOT)) for p in needed if not covered(p, deps))
             assert not missing, f"dvc.yaml stage {name} ({item}) runs but does not depend on: {missing}"
@@ -84,13 +84,22 @@ def test_an_mlflow_ui_edit_leaves_train_and_collect_current():
     assert covered(view, [ROOT / d for d in pipeline.code_deps("report")])
 
 
+def test_the_pipeline_template_is_no_stage_dep():
+    """The template is package data of overfitlab.pipeline, which no stage imports: an edit of it
+    reruns no stage by itself, only what it changes in the generated dvc.yaml files."""
+    template = PACKAGE / "pipeline" / "dvc.template.yaml"
+    assert template.is_file()
+    for stage in pipeline.CODE:
+        assert not covered(template, [ROOT / d for d in pipeline.code_deps(stage)]), stage
+
+
 def test_config_targets_name_the_modules_the_configs_instantiate():
-    targets = pipeline.config_targets([ROOT / "conf" / "model", ROOT / "conf" / "optimizer"])
+    targets = pipeline.deps.config_targets([ROOT / "conf" / "model", ROOT / "conf" / "optimizer"])
     assert targets and all(
         t.startswith("overfitlab.training.models") for t in targets
     )  # torch.optim left out
-    assert "overfitlab.data.demo_textures" in pipeline.config_targets([ROOT / "conf" / "dataset"])
-    launchers = pipeline.config_targets([ROOT / "conf" / "hydra" / "launcher"])
+    assert "overfitlab.data.demo_textures" in pipeline.deps.config_targets([ROOT / "conf" / "dataset"])
+    launchers = pipeline.deps.config_targets([ROOT / "conf" / "hydra" / "launcher"])
     assert launchers == {"hydra_plugins.overfitlab_launchers.submitit_jobs"}
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 import yaml
 
-from .collect import changes, read_metas, run_overrides
+from .collection.currency import changes, read_metas, run_overrides
 from .errors import ConfigError, exit_on_config_error
 from .files import git_commit
 from .identity import changed_measures, config_hash, identity

@@ -2,7 +2,7 @@
 
 Two contracts are derived from it: a run's code hash covers the closure of the numerics path
 (``identity.numerics_code``), and each DVC stage's code deps are the closure of its entry module
-(``pipeline.py``). A new import therefore extends both by itself. Imports are read from the
+(``pipeline/deps.py``). A new import therefore extends both by itself. Imports are read from the
 syntax tree, function-level ones included; ``importlib``/``instantiate`` targets are added by the
 callers that know them (a model family named in a config's ``_target_``).
 """

@@ -2,19 +2,23 @@
 
     python -m overfitlab.report
 
-The work is in ``overfitlab.analysis``: ``tables`` (the numbers, which the tests check),
-``figures`` (the registry and ``ReportInputs``, collect's outputs read once), ``plots`` (the
-figures, in page order), ``page`` + ``templates/report.html.j2`` (the HTML).
+The work is in ``overfitlab.analysis``: ``inputs`` (``ReportInputs``, collect's outputs read
+once), ``tables`` (the numbers, which the tests check), ``registry`` (``@figure``), one module per
+page section with its figures (``question``, ``double_descent``, ``comparison`` and
+``regularization``, ``variant``, ``memorization``, ``inside``), ``panels`` (how a figure fits the
+page), ``rendering`` (the figures as PNG, in page order: ``PAGE``), ``page`` +
+``templates/report.html.j2`` (the HTML).
 
-Adding a figure: write one function in ``analysis/plots.py`` that takes the ``ReportInputs`` and
-returns a matplotlib figure, decorated with ``@figure(name=..., caption=..., when=...)`` (``when``
-only if the figure does not apply to every study); if its numbers deserve a test, compute them in
-a function of ``analysis/tables.py``. That is all: the stage draws every registered figure,
-writes ``reports/figures/<name>.png`` and puts it, with its caption, into the page. Only a figure
-that needs a new output of collect touches more (collect.py, ``INPUT_FILES`` in
-analysis/figures.py, and the collect outs / report deps of the three dvc.yaml files).
+Adding a figure: write one function in the module of its page section that takes the
+``ReportInputs`` and returns a matplotlib figure, decorated with that section's ``@figure``
+(``when=`` only if the figure does not apply to every study), its docstring the caption; if its
+numbers deserve a test, compute them in a function of ``analysis/tables.py``. That is all: the
+stage draws every registered figure, writes ``reports/figures/<name>.png`` and puts it, with its
+caption, into the page. A figure that needs a new output of collect touches collect.py and
+``reports_layout.OUTPUTS`` too (it reads the file as ``inputs.files[<name>]``;
+``python -m overfitlab.pipeline`` then adds it to every dvc.yaml).
 
-The stage also gives the study's sweep run in MLflow its aggregate (``tracking.log_study_aggregate``):
+The stage also gives the study's sweep run in MLflow its aggregate (``tracking.aggregate``):
 per model and dataset variant the per-epoch mean and 95 % interval of the accuracies and losses as
 ``agg/...`` step metrics, the summary table and this report as artifacts. No store, experiment or
 sweep run there, or MLflow unreachable: one warning line, the report stands.
@@ -27,13 +31,14 @@ from pathlib import Path
 
 import yaml
 
-from .analysis import plots  # noqa: F401  (registers the figures before render draws them)
+from . import reports_layout
 from .analysis.double_descent import applies as has_width_axis
 from .analysis.double_descent import summary as double_descent_summary
-from .analysis.figures import ReportInputs, render
+from .analysis.inputs import ReportInputs
 from .analysis.page import render_html
 from .analysis.regularization import applies as has_regularizer_axis
 from .analysis.regularization import regularization_table
+from .analysis.rendering import render
 from .analysis.stats import pairwise
 from .analysis.tables import (
     axis_table,
@@ -51,12 +56,16 @@ __all__ = ["final_accuracy", "report"]  # final_accuracy: the box plot's numbers
 
 @exit_on_config_error
 def report(
-    metrics_dir: str = "reports/metrics", out_dir: str = "reports", prepared_root: str = "data/prepared"
+    metrics_dir: str = reports_layout.METRICS,
+    out_dir: str = reports_layout.REPORTS,
+    prepared_root: str = "data/prepared",
 ) -> Path:
     inputs = ReportInputs.load(Path(metrics_dir), Path(prepared_root))
     out = Path(out_dir)
     figures = render(inputs)
-    with atomic_directory(out / "figures") as figures_dir:  # fresh: no figure of an earlier report stays
+    with atomic_directory(
+        out / reports_layout.FIGURES
+    ) as figures_dir:  # fresh: no figure of an earlier report stays
         for fig in figures:
             atomic_write_bytes(figures_dir / f"{fig.name}.png", fig.png)
         tables = _tables(inputs)
@@ -75,10 +84,10 @@ def report(
         tables["per_class_scores"][0],
         axis_tables,
     )
-    atomic_write_text(out / "index.html", page)
-    print(f"report: {out / 'index.html'} ({len(figures)} figures)", file=sys.stderr)
+    atomic_write_text(out / reports_layout.PAGE, page)
+    print(f"report: {out / reports_layout.PAGE} ({len(figures)} figures)", file=sys.stderr)
     log_to_mlflow(inputs, out)
-    return out / "index.html"
+    return out / reports_layout.PAGE
 
 
 def group_tags(inputs: ReportInputs) -> list[str]:
@@ -105,8 +114,12 @@ def log_to_mlflow(inputs: ReportInputs, out: Path, params_file: str = "params.ya
             if "mlflow_run_id" in inputs.runs
             else []
         )
-        artifacts = {"summary.csv": out / "figures" / "summary.csv", "report/index.html": out / "index.html"}
-        artifacts["report/figures"] = out / "figures"
+        figures, page = out / reports_layout.FIGURES, out / reports_layout.PAGE
+        artifacts = {
+            "summary.csv": figures / "summary.csv",
+            "report/index.html": page,
+            "report/figures": figures,
+        }
         run_id = log_study_aggregate(
             str(study), study_curves(inputs.epochs), run_ids, artifacts, group_by=group_tags(inputs)
         )

@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .figures import ReportInputs, figure, panel_grid
+from .inputs import ReportInputs
+from .panels import panels_by
+from .registry import section_figure
 from .stats import accuracy_ci
 
 INTERPOLATED = 0.01  # training error at most 1 %: the training set is fitted
@@ -35,6 +37,9 @@ def axis_column(inputs: ReportInputs, key: str) -> str | None:
 def applies(inputs: ReportInputs) -> bool:
     width = axis_column(inputs, WIDTH)
     return width is not None and inputs.runs[width].nunique() >= 3 and not inputs.examples.empty
+
+
+double_descent_figure = section_figure("double_descent", when=applies)
 
 
 def run_errors(inputs: ReportInputs) -> pd.DataFrame:
@@ -163,11 +168,31 @@ def summary(inputs: ReportInputs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _log_width(ax, widths) -> None:
+def _error_panels(inputs: ReportInputs, by: list[str], lines: str, title: str):
+    """The model-wise and sample-wise figures' frame: one panel per value of ``by`` in the width table,
+    each with its rows' curves (``_curves``: one per value of ``lines``)."""
+    fig, panels = panels_by(width_table(run_errors(inputs)), by, (4.6, 3.4), title)
+    return fig, [(ax, value, here, _curves(here, lines)) for ax, value, here in panels]
+
+
+def _curves(rows: pd.DataFrame, by: str) -> list[tuple]:
+    """One curve per value of ``by``: (the value, its rows sorted by width, its colour)."""
+    groups = zip(rows.groupby(by), NOISE_COLOURS, strict=False)
+    return [(value, curve.sort_values("width"), colour) for (value, curve), colour in groups]
+
+
+def _against_width(ax, here: pd.DataFrame, ylabel: str, title: str, log_y: bool = False) -> None:
+    """A panel against width: a log2 axis ticked at the runs' widths, the labels and the legend
+    (``log_y``: a log y axis, with its minor ticks)."""
+    widths = sorted(here.width.unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(widths, [str(w) for w in widths], fontsize=7)
     ax.minorticks_off()
     ax.grid(alpha=0.3)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set(xlabel="width k", ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
 
 
 def _test_error_band(ax, curve: pd.DataFrame, colour: str, label: str) -> None:
@@ -183,70 +208,50 @@ def _mark(ax, x: float, colour: str, style: str) -> None:
         ax.axvline(x, color=colour, linestyle=style, linewidth=1)
 
 
-@figure(
-    "double_descent",
-    section="double_descent",
-    when=applies,
-    caption="Model-wise double descent: final test error (solid, 95 % interval) and training error "
-    "(dashed; the final net in eval mode on the labels it trained on) against width k, one line per "
-    "label-noise level, one panel per training size. Dotted: the interpolation threshold (first width "
-    "whose training error is at most 1 %), one per noise level; grey dash-dot: parameters = n·K. Belkin "
-    "et al. 2019 ('Reconciling modern machine-learning practice and the classical bias–variance "
-    "trade-off'); Nakkiran et al. 2019 ('Deep double descent'): test error peaks near the threshold, "
-    "higher with label noise.",
-)
+@double_descent_figure("double_descent")
 def double_descent(inputs: ReportInputs):
-    table = width_table(run_errors(inputs))
-    panels = list(table[["model", "train_size"]].drop_duplicates().itertuples(index=False))
-    fig, axes = panel_grid(len(panels), (4.6, 3.4), "Test and training error against width")
-    for ax, (model, size) in zip(axes, panels, strict=True):
-        here = table[(table.model == model) & (table.train_size == size)]
-        for (noise, curve), colour in zip(here.groupby("noise"), NOISE_COLOURS, strict=False):
-            curve = curve.sort_values("width")
+    """Model-wise double descent: final test error (solid, 95 % interval) and training error
+    (dashed; the final net in eval mode on the labels it trained on) against width k, one line
+    per label-noise level, one panel per training size. Dotted: the interpolation threshold
+    (first width whose training error is at most 1 %), one per noise level; grey dash-dot:
+    parameters = n·K. Belkin et al. 2019 ('Reconciling modern machine-learning practice and the
+    classical bias–variance trade-off'); Nakkiran et al. 2019 ('Deep double descent'): test error
+    peaks near the threshold, higher with label noise."""
+    title = "Test and training error against width"
+    fig, panels = _error_panels(inputs, ["model", "train_size"], "noise", title)
+    for ax, (model, size), here, curves in panels:
+        for noise, curve, colour in curves:
             _test_error_band(ax, curve, colour, f"test, noise {noise:g}")
             ax.plot(curve.width, 100 * curve.train_error, "--", color=colour, label=f"train, noise {noise:g}")
             _mark(ax, interpolation_width(curve), colour, ":")
         _mark(ax, params_width(here[here.noise == here.noise.min()].sort_values("width"), size), "#777", "-.")
-        _log_width(ax, sorted(here.width.unique()))
-        ax.set(xlabel="width k", ylabel="error (%)", title=f"{model}, n = {size}")
-        ax.legend(fontsize=7)
+        _against_width(ax, here, "error (%)", f"{model}, n = {size}")
     return fig
 
 
-@figure(
+@double_descent_figure(
     "double_descent_sample_wise",
-    section="double_descent",
     when=lambda inputs: applies(inputs) and axis_column(inputs, SIZE) is not None,
-    caption="Sample-wise: final test error against width for each training size n (95 % interval), one "
-    "panel per label-noise level; dash-dot lines: parameters = n·K for each n. Nakkiran et al. 2019: the "
-    "peak moves to larger models with more data, and near it more data can hurt.",
 )
 def double_descent_sample_wise(inputs: ReportInputs):
-    table = width_table(run_errors(inputs))
-    panels = list(table[["model", "noise"]].drop_duplicates().itertuples(index=False))
-    fig, axes = panel_grid(len(panels), (4.6, 3.4), "Test error against width per training size")
-    for ax, (model, noise) in zip(axes, panels, strict=True):
-        here = table[(table.model == model) & (table.noise == noise)]
-        for (size, curve), colour in zip(here.groupby("train_size"), NOISE_COLOURS, strict=False):
-            curve = curve.sort_values("width")
+    """Sample-wise: final test error against width for each training size n (95 % interval), one
+    panel per label-noise level; dash-dot lines: parameters = n·K for each n. Nakkiran et al.
+    2019: the peak moves to larger models with more data, and near it more data can hurt."""
+    title = "Test error against width per training size"
+    fig, panels = _error_panels(inputs, ["model", "noise"], "train_size", title)
+    for ax, (model, noise), here, curves in panels:
+        for size, curve, colour in curves:
             _test_error_band(ax, curve, colour, f"n = {size}")
             _mark(ax, params_width(curve, size), colour, "-.")
-        _log_width(ax, sorted(here.width.unique()))
-        ax.set(xlabel="width k", ylabel="test error (%)", title=f"{model}, label noise {noise:g}")
-        ax.legend(fontsize=7)
+        _against_width(ax, here, "test error (%)", f"{model}, label noise {noise:g}")
     return fig
 
 
-@figure(
-    "double_descent_epochs",
-    section="double_descent",
-    when=applies,
-    caption="Epoch-wise: mean test error over seeds (colour) for each width (x) and epoch (y, log scale), "
-    "one "
-    "panel per label-noise level and training size. Nakkiran et al. 2019: with label noise, test error of "
-    "wide enough nets can rise and fall again with training time.",
-)
+@double_descent_figure("double_descent_epochs")
 def double_descent_epochs(inputs: ReportInputs):
+    """Epoch-wise: mean test error over seeds (colour) for each width (x) and epoch (y, log scale),
+    one panel per label-noise level and training size. Nakkiran et al. 2019: with label noise,
+    test error of wide enough nets can rise and fall again with training time."""
     errors = run_errors(inputs)
     epochs = inputs.epochs[["dataset", "model", "seed", "epoch", "test_acc"]].merge(
         errors[["variant", "model", "seed", "width", "noise", "train_size"]].rename(
@@ -255,16 +260,10 @@ def double_descent_epochs(inputs: ReportInputs):
         on=["dataset", "model", "seed"],
     )
     epochs = epochs.assign(test_error=100 * (1 - epochs["test_acc"]))
-    panels = list(
-        epochs[["model", "noise", "train_size"]]
-        .drop_duplicates()
-        .sort_values(["model", "noise", "train_size"])
-        .itertuples(index=False)
-    )
-    fig, axes = panel_grid(len(panels), (3.6, 3.2), "Test error (%) by width and epoch")
+    title = "Test error (%) by width and epoch"
+    fig, panels = panels_by(epochs, ["model", "noise", "train_size"], (3.6, 3.2), title, sort=True)
     low, high = np.nanpercentile(epochs["test_error"], [1, 99])
-    for ax, (model, noise, size) in zip(axes, panels, strict=True):
-        here = epochs[(epochs.model == model) & (epochs.noise == noise) & (epochs.train_size == size)]
+    for ax, (model, noise, size), here in panels:
         grid = here.pivot_table(index="epoch", columns="width", values="test_error", aggfunc="mean")
         widths = list(grid.columns)
         mesh = ax.pcolormesh(
@@ -279,24 +278,20 @@ def double_descent_epochs(inputs: ReportInputs):
         ax.set_yscale("log")
         ax.set_xticks(range(len(widths)), [str(w) for w in widths], fontsize=6, rotation=90)
         ax.set(xlabel="width k", ylabel="epoch", title=f"{model}, noise {noise:g}, n = {size}")
-    fig.colorbar(mesh, ax=axes, shrink=0.8, label="test error (%)")
+    fig.colorbar(mesh, ax=[ax for ax, _, _ in panels], shrink=0.8, label="test error (%)")
     return fig
 
 
-@figure(
-    "double_descent_time_to_fit",
-    section="double_descent",
-    when=applies,
-    caption="Time to fit against width: the median epoch at which the running training accuracy first "
-    "reaches 99 % (over the seeds that did; a missing point: no seed did within the epoch budget), one "
-    "line per label-noise level and training size. Near the interpolation threshold fitting takes longest.",
-)
+@double_descent_figure("double_descent_time_to_fit")
 def double_descent_time_to_fit(inputs: ReportInputs):
+    """Time to fit against width: the median epoch at which the running training accuracy first
+    reaches 99 % (over the seeds that did; a missing point: no seed did within the epoch budget),
+    one line per label-noise level and training size. Near the interpolation threshold fitting
+    takes longest."""
     table = width_table(run_errors(inputs))
-    models = list(dict.fromkeys(table["model"]))
-    fig, axes = panel_grid(len(models), (4.6, 3.4), "Epochs to fit the training set against width")
-    for ax, model in zip(axes, models, strict=True):
-        here = table[table.model == model]
+    title = "Epochs to fit the training set against width"
+    fig, panels = panels_by(table, "model", (4.6, 3.4), title)
+    for ax, model, here in panels:
         noises = sorted(here.noise.unique())
         for (noise, size), curve in here.groupby(["noise", "train_size"]):
             colour = NOISE_COLOURS[noises.index(noise) % len(NOISE_COLOURS)]
@@ -311,8 +306,5 @@ def double_descent_time_to_fit(inputs: ReportInputs):
                 label=f"noise {noise:g}, n = {size}",
             )
         ax.axhline(here.epochs.max(), color="#999", linestyle=":", linewidth=0.8)
-        _log_width(ax, sorted(here.width.unique()))
-        ax.set_yscale("log")
-        ax.set(xlabel="width k", ylabel="epochs to 99 % (dotted: budget)", title=model)
-        ax.legend(fontsize=7)
+        _against_width(ax, here, "epochs to 99 % (dotted: budget)", model, log_y=True)
     return fig

@@ -1,8 +1,8 @@
 """The report's per-example figures: which training examples each architecture learned late,
 forgot, or memorized (collect's ``examples.parquet`` and ``example_consistency.parquet``).
 
-Registered after ``plots.py``'s figures (``plots`` imports this module last), in the page's
-``memorization`` section. Each figure is drawn once per dataset variant (``figures.per_variant``).
+The page's ``memorization`` section. Each figure is drawn once per dataset variant
+(``panels.per_variant``).
 The numbers come from the per-example record, which is the training step's own predictions in
 training mode (``training/module.py``), as ``train_acc`` is.
 """
@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..data import layout
-from .figures import ReportInputs, figure, gray_or_color, panel_grid, per_variant
+from .inputs import ReportInputs
+from .panels import each_variant, gray_or_color, panels_by
+from .registry import section_figure
 
 KEPT, CHANGED = "#1f4e79", "#c62828"
 MAX_FORGETTING_BIN = 5  # forgetting events shown 0, 1, ..., 4, ">= 5"
@@ -30,6 +32,9 @@ def has_examples(inputs: ReportInputs) -> bool:
     return not inputs.examples.empty
 
 
+memorization_figure = section_figure("memorization", when=has_examples)
+
+
 def _label_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
     """(name, rows, colour): all examples, or kept vs changed labels when a control changed some."""
     if frame["changed"].any():
@@ -40,28 +45,22 @@ def _label_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
     return [("all examples", frame, KEPT)]
 
 
-@figure(
-    "learned_epoch",
-    section="memorization",
-    when=has_examples,
-    caption="When each training example was learned: the first epoch after which the training step "
-    "classifies it correctly to the end (right bar: not learned by the last epoch), share of examples, "
-    "pooled over seeds; kept vs changed labels under a label control. Clean examples are learned before "
-    "noisy ones (Arpit et al. 2017, 'A closer look at memorization in deep networks').",
-)
-def learned_epoch(inputs: ReportInputs):
-    return per_variant(_learned_epoch_panels, inputs.examples, inputs)
-
-
-def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
+@memorization_figure("learned_epoch")
+@each_variant(lambda inputs: inputs.examples)
+def learned_epoch(frame: pd.DataFrame, inputs: ReportInputs):
+    """When each training example was learned: the first epoch after which the training step
+    classifies it correctly to the end (right bar: not learned by the last epoch), share of
+    examples, pooled over seeds; kept vs changed labels under a label control. Clean examples are
+    learned before noisy ones (Arpit et al. 2017, 'A closer look at memorization in deep
+    networks')."""
     dataset = frame["dataset"].iloc[0]
     epochs = last_epoch(inputs, dataset)
-    models = list(dict.fromkeys(frame["model"]))
-    fig, axes = panel_grid(len(models), (3.4, 2.8), f"Epoch each training example was learned, {dataset}")
+    title = f"Epoch each training example was learned, {dataset}"
+    fig, panels = panels_by(frame, "model", (3.4, 2.8), title)
     bins = np.arange(1, epochs + 3) - 0.5  # 1..epochs, then epochs + 1 = not learned
-    for ax, model in zip(axes, models, strict=True):
-        for name, rows, colour in _label_groups(frame[frame["model"] == model]):
-            values = rows["learned_epoch"].fillna(epochs + 1)
+    for ax, model, rows in panels:
+        for name, group, colour in _label_groups(rows):
+            values = group["learned_epoch"].fillna(epochs + 1)
             weights = np.full(len(values), 100 / max(len(values), 1))
             ax.hist(values, bins=bins, weights=weights, histtype="step", color=colour, label=name, lw=1.5)
         ticks = [1, max(1, epochs // 2)] + ([epochs] if epochs <= NAMED_LAST_EPOCH else [])
@@ -72,33 +71,26 @@ def _learned_epoch_panels(frame: pd.DataFrame, inputs: ReportInputs):
     return fig
 
 
-@figure(
-    "forgetting_events",
-    section="memorization",
-    when=has_examples,
-    caption="Forgetting events per training example (classified correctly at one epoch, wrongly at the "
-    "next), share of examples pooled over seeds; 'never' = never classified correctly. The legend gives "
-    "the share of unforgettable examples (learned and never forgotten). Toneva et al. 2019, 'An "
-    "empirical study of example forgetting during deep neural network learning': many examples are "
-    "never forgotten, noisy and atypical ones are forgotten often.",
-)
-def forgetting_events(inputs: ReportInputs):
-    return per_variant(_forgetting_panels, inputs.examples)
-
-
-def _forgetting_panels(frame: pd.DataFrame):
+@memorization_figure("forgetting_events")
+@each_variant(lambda inputs: inputs.examples)
+def forgetting_events(frame: pd.DataFrame, inputs: ReportInputs):
+    """Forgetting events per training example (classified correctly at one epoch, wrongly at the
+    next), share of examples pooled over seeds; 'never' = never classified correctly. The legend
+    gives the share of unforgettable examples (learned and never forgotten). Toneva et al. 2019,
+    'An empirical study of example forgetting during deep neural network learning': many examples
+    are never forgotten, noisy and atypical ones are forgotten often."""
     dataset = frame["dataset"].iloc[0]
-    models = list(dict.fromkeys(frame["model"]))
-    fig, axes = panel_grid(len(models), (3.4, 2.8), f"Forgetting events per training example, {dataset}")
+    title = f"Forgetting events per training example, {dataset}"
+    fig, panels = panels_by(frame, "model", (3.4, 2.8), title)
     ticks = [str(i) for i in range(MAX_FORGETTING_BIN)] + [f"≥{MAX_FORGETTING_BIN}", "never"]
-    for ax, model in zip(axes, models, strict=True):
-        groups = _label_groups(frame[frame["model"] == model])
+    for ax, model, rows in panels:
+        groups = _label_groups(rows)
         width = 0.8 / len(groups)
-        for i, (name, rows, colour) in enumerate(groups):
-            events = rows["forgetting_events"].clip(upper=MAX_FORGETTING_BIN)
-            shares = [((events == k) & ~rows["never_correct"]).mean() for k in range(MAX_FORGETTING_BIN + 1)]
-            shares.append(rows["never_correct"].mean())
-            label = f"{name}: {rows['unforgettable'].mean():.0%} unforgettable"
+        for i, (name, group, colour) in enumerate(groups):
+            events = group["forgetting_events"].clip(upper=MAX_FORGETTING_BIN)
+            shares = [((events == k) & ~group["never_correct"]).mean() for k in range(MAX_FORGETTING_BIN + 1)]
+            shares.append(group["never_correct"].mean())
+            label = f"{name}: {group['unforgettable'].mean():.0%} unforgettable"
             x = np.arange(len(ticks)) + (i - (len(groups) - 1) / 2) * width
             ax.bar(x, np.asarray(shares) * 100, width=width, color=colour, label=label)
         ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
@@ -108,35 +100,29 @@ def _forgetting_panels(frame: pd.DataFrame):
     return fig
 
 
-@figure(
-    "consistency_per_class",
-    section="memorization",
-    when=has_examples,
-    caption="Consistency per class: the share of seeds whose final network (eval mode) classifies a "
-    "training example correctly, averaged over the class's examples (on the label trained on; kept vs "
-    "changed labels under a control). Jiang et al. 2021, 'Characterizing structural regularities of "
-    "labeled data in overparameterized models' (C-scores): regular examples are classified consistently.",
-)
-def consistency_per_class(inputs: ReportInputs):
-    return per_variant(_consistency_panels, inputs.example_consistency)
-
-
-def _consistency_panels(frame: pd.DataFrame):
+@memorization_figure("consistency_per_class")
+@each_variant(lambda inputs: inputs.example_consistency)
+def consistency_per_class(frame: pd.DataFrame, inputs: ReportInputs):
+    """Consistency per class: the share of seeds whose final network (eval mode) classifies a
+    training example correctly, averaged over the class's examples (on the label trained on; kept
+    vs changed labels under a control). Jiang et al. 2021, 'Characterizing structural
+    regularities of labeled data in overparameterized models' (C-scores): regular examples are
+    classified consistently."""
     dataset = frame["dataset"].iloc[0]
-    models = list(dict.fromkeys(frame["model"]))
     classes = list(dict.fromkeys(frame.sort_values("label")["class"]))
-    fig, axes = panel_grid(len(models), (3.6, 3.0), f"Consistency across seeds per class, {dataset}")
-    for ax, model in zip(axes, models, strict=True):
-        groups = _label_groups(frame[frame["model"] == model])
+    title = f"Consistency across seeds per class, {dataset}"
+    fig, panels = panels_by(frame, "model", (3.6, 3.0), title)
+    for ax, model, rows in panels:
+        groups = _label_groups(rows)
         height = 0.8 / len(groups)
-        for i, (name, rows, colour) in enumerate(groups):
-            means = rows.groupby("class")["consistency"].mean().reindex(classes) * 100
+        for i, (name, group, colour) in enumerate(groups):
+            means = group.groupby("class")["consistency"].mean().reindex(classes) * 100
             y = np.arange(len(classes)) + (i - (len(groups) - 1) / 2) * height
             ax.barh(y, means.to_numpy(), height=height, color=colour, label=name)
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
         ax.invert_yaxis()
         ax.set(xlabel="% of seeds correct at the end", xlim=(0, 100))
-        ax.set_title(f"{model} ({int(frame.loc[frame.model == model, 'seeds'].max())} seeds)", fontsize=9)
+        ax.set_title(f"{model} ({int(rows['seeds'].max())} seeds)", fontsize=9)
         # below the axis: the bars reach 100 % in most classes, any place inside would cover them
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return fig
@@ -159,21 +145,14 @@ def hardest(consistency: pd.DataFrame, epochs: int, n: int = GRID_PER_KIND) -> d
     }
 
 
-@figure(
-    "hardest_examples",
-    section="memorization",
-    when=has_examples,
-    caption="The training images each architecture learned latest, forgot most often and classified "
-    "least consistently across seeds, with the label trained on (and the true one when a control "
-    "changed it: 'given←true', in red) and the mean over seeds. Mislabeled and atypical images lead these "
-    "lists (Toneva et al. 2019; Jiang et al. 2021).",
-)
-def hardest_examples(inputs: ReportInputs):
-    return per_variant(_hardest_panels, inputs.example_consistency, inputs)
-
-
-def _hardest_panels(frame: pd.DataFrame, inputs: ReportInputs):
-    """One row per (model, kind), one image per column, each titled with its label and value."""
+@memorization_figure("hardest_examples")
+@each_variant(lambda inputs: inputs.example_consistency)
+def hardest_examples(frame: pd.DataFrame, inputs: ReportInputs):
+    """The training images each architecture learned latest, forgot most often and classified least
+    consistently across seeds, with the label trained on (and the true one when a control changed
+    it: 'given←true', in red) and the mean over seeds. Mislabeled and atypical images lead these
+    lists (Toneva et al. 2019; Jiang et al. 2021)."""
+    # One row per (model, kind), one image per column, each titled with its label and value.
     import matplotlib.pyplot as plt
 
     dataset = frame["dataset"].iloc[0]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .figures import SECTIONS, Rendered, ReportInputs
+from .inputs import ReportInputs
+from .registry import SECTIONS
+from .rendering import Rendered
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -201,7 +203,7 @@ PER_VARIANT = ("variant", "memorization")  # sections with one collapsible group
 
 
 def figure_sections(figures: list[Rendered]) -> list[dict]:
-    """The figures grouped as the page shows them: one section per ``figures.SECTIONS`` entry that has
+    """The figures grouped as the page shows them: one section per ``registry.SECTIONS`` entry that has
     any, in that order; in the per-variant section one collapsible group per variant when a study
     has several (the first open), so a study of dozens of variants stays a page to navigate."""
     sections = []

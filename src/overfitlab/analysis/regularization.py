@@ -15,7 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .figures import ReportInputs, figure, panel_grid
+from .inputs import ReportInputs
+from .panels import panel_grid
+from .registry import figure
 from .stats import mann_whitney, mean_ci
 
 # study axis -> (its name in a regimen, the value that means "off")
@@ -95,15 +97,13 @@ def regularization_table(runs: pd.DataFrame, axes: dict[str, str]) -> pd.DataFra
     return table.sort_values(["dataset", "model", "labels", "regimen"], key=order).reset_index(drop=True)
 
 
-@figure(
-    "regularization",
-    when=applies,
-    caption="What each regularizer buys: final training (triangles) and test accuracy (circles) per "
-    "regimen, mean over the seeds with its 95 % t-interval, one panel per model and labels (Zhang et "
-    "al. 2017, Table 1). With random labels, test accuracy at chance and training accuracy near 100 % "
-    "is memorization; the table beside it gives the epochs to fit and the test against no regularizer.",
-)
+@figure("regularization", when=applies)
 def regularization_figure(inputs: ReportInputs):
+    """What each regularizer buys: final training (triangles) and test accuracy (circles) per
+    regimen, mean over the seeds with its 95 % t-interval, one panel per model and labels (Zhang
+    et al. 2017, Table 1). With random labels, test accuracy at chance and training accuracy near
+    100 % is memorization; the table beside it gives the epochs to fit and the test against no
+    regularizer."""
     table = regularization_table(inputs.runs, inputs.axes)
     panels = list(table.groupby(["model", "labels"], sort=False))
     regimens = list(dict.fromkeys(table["regimen"]))
