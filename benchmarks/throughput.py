@@ -246,7 +246,7 @@ def epochs_to_time(model: str, batch: int, args) -> int:
 
 
 def throughput_table(args) -> list[dict]:
-    """The project's path vs the plain loop, one seed, images/s (the first table of README.md)."""
+    """The project's path vs the plain loop, one seed, images/s (benchmarks/README.md's first table)."""
     rows = []
     for model in args.models:
         for batch in args.batches:

@@ -2,8 +2,8 @@
 # A single-node SLURM cluster on this machine, from Debian's packages, in a project-local directory
 # (no system service, nothing outside that directory): munged, slurmctld, slurmd and, for
 # accounting (sacct), slurmdbd on a MariaDB of its own. For the tests of the SLURM launcher
-# (tests/test_slurm.py) and for trying `hydra/launcher=slurm` on one machine (README: "On a SLURM
-# cluster"). Run as root (slurmd starts jobs as their user); the packages: apt-get install
+# (tests/test_slurm.py) and for trying `hydra/launcher=slurm` on one machine (docs/slurm.md, "A real
+# SLURM on one machine"). Run as root (slurmd starts jobs as their user); the packages: apt-get install
 # slurm-wlm slurmdbd munge mariadb-server (scripts/system-packages.sh installs them).
 #
 #   scripts/slurm-local.sh start [--no-accounting]   # idempotent; without slurmdbd: sacct fails

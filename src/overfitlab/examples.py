@@ -107,7 +107,7 @@ def consistency(examples: pd.DataFrame) -> pd.DataFrame:
 def summary(examples: pd.DataFrame) -> dict:
     """Per dataset variant and model (and kept vs changed labels under a control): the share of
     unforgettable and never-correct examples, the median learned epoch and the mean forgetting events
-    (pooled over seeds and examples), for summary.json and the README's table."""
+    (pooled over seeds and examples), for summary.json and docs/randomization.md's table."""
     out: dict = {}
     if examples.empty:
         return out

@@ -209,7 +209,8 @@ def study_curves(epochs: pd.DataFrame, level: float = BAND_LEVEL) -> pd.DataFram
     statistics as the report's curve figures (``curve_bands``): accuracies as the mean over seeds
     with its t-band cut to [0, 1]; losses as the geometric mean with its band (taken on the log,
     as the loss figure's log axis draws them), ``stat`` says which. Fractions, not percent: the
-    scale of the runs' own metrics. What the sweep's MLflow run gets (``tracking.log_study_aggregate``)."""
+    scale of the runs' own metrics. What the sweep's MLflow run gets
+    (``tracking.aggregate.log_study_aggregate``)."""
     metrics = [m for m in STUDY_CURVE_METRICS if m in epochs]
     accuracies = [m for m in metrics if m.endswith("_acc")]
     losses = [m for m in metrics if m.endswith("_loss")]

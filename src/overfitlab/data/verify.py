@@ -3,7 +3,7 @@
 
 A prepared file edited, truncated or deleted after prepare would otherwise train a run on other data
 than the ``data_version`` it records. Hashing the arrays costs little next to training (measured in
-benchmarks/README.md, "Prepared data check").
+benchmarks/README.md, "Integrity checks").
 """
 
 from __future__ import annotations
