@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
     args = parser.parse_args(argv)
     root = project_root()
-    stale = []
+    stale, total = [], 0
     for path in documents(root):
         text = path.read_text()
+        total += len(PATTERN.findall(text))
         new, changed = rewrite(text, root)
         stale += [f"{path.relative_to(root)}: {name}" for name in changed]
         if changed and not args.check:
@@ -74,4 +75,5 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
-    print(f"{len(stale)} block(s) {'rewritten' if stale else 'current'}", file=sys.stderr)
+    said = f"{len(stale)} of {total} block(s) rewritten" if stale else f"all {total} block(s) current"
+    print(said, file=sys.stderr)
