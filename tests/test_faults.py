@@ -291,3 +291,22 @@ def test_a_bad_combination_in_a_sweep_fails_its_jobs_only_and_closes_the_parent(
     client, found, _ = mlflow_children(project)
     statuses = sorted(r.info.status for r in found)
     assert "RUNNING" not in statuses and statuses.count("FINISHED") == 3, statuses
+
+
+def test_a_lock_left_by_a_killed_trainer_is_not_part_of_the_runs_output(tmp_path):
+    import shutil
+
+    from conftest import BIN, ROOT
+
+    dvc = str(BIN / "dvc")
+    shutil.copy(ROOT / ".dvcignore", tmp_path / ".dvcignore")
+    for command in (["git", "init", "-q"], [dvc, "init", "-q"]):
+        subprocess.run(command, cwd=tmp_path, check=True)
+    left = lock_file(tmp_path / "runs/fashion_mnist/mlp_300_100/seed=0")
+    left.parent.mkdir(parents=True)
+    left.write_text("4242\n")
+    (left.parent / "seed=0").mkdir()
+    (left.parent / "seed=0/done.json").write_text("{}")
+    ignored = [str(left.relative_to(tmp_path)), "runs/fashion_mnist/mlp_300_100/seed=0/done.json"]
+    result = subprocess.run([dvc, "check-ignore", *ignored], cwd=tmp_path, capture_output=True, text=True)
+    assert result.stdout.split() == [ignored[0]], result.stdout + result.stderr
