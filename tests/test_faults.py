@@ -69,6 +69,13 @@ def test_a_boolean_setting_takes_only_true_or_false(prepared, project, arg):
     assert f"error: {key}='{value}'; allowed: true, false" in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize(("value", "shown"), [("-1", "-1"), ("soon", "'soon'")])
+def test_the_checkpoint_interval_is_a_number_of_seconds(prepared, project, value, shown):
+    result = train(f"trainer.checkpoint_every_s={value}")
+    assert result.returncode == 2
+    assert f"error: trainer.checkpoint_every_s={shown} must be a number of seconds" in result.stderr
+
+
 @pytest.mark.slow
 def test_a_failed_single_run_exits_non_zero(prepared, project):
     result = train("trainer.accelerator=gpu")  # no GPU here: Lightning refuses it when training starts

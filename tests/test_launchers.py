@@ -146,28 +146,17 @@ def epochs_logged(project: Path, model: str, seed: str) -> int:
     return max((len(client.get_metric_history(c.info.run_id, "train_loss")) for c in running), default=0)
 
 
-def checkpointed_epoch(project: Path, model: str, seed: str) -> int:
-    """The epochs the run's checkpoint covers so far (0: none yet, or being replaced right now)."""
-    import torch
-
-    for path in (project / "runs/fashion_mnist" / model).glob(f"**/seed={seed}/checkpoint-*.pt"):
-        try:
-            return int(torch.load(path, weights_only=True)["epoch"])
-        except Exception:
-            return 0
-    return 0
-
-
 def signal_run_mid_training(process, project: Path, run: str, signum: int) -> None:
-    """Send ``signum`` to the job training ``run`` ('model=... seed=...') once it has trained an epoch
-    and saved it (MLflow logs an epoch before its checkpoint is written: signalled in between, on a
-    busy machine, the requeued job had nothing to resume)."""
+    """Send ``signum`` to the job training ``run`` ('model=... seed=...') once it has logged two epochs:
+    the first epoch's state has then been taken (at the second's start), in memory or on disk, so a
+    signal that lets the job write it (USR2, SIGTERM) leaves a checkpoint to resume, whenever it
+    comes (training/checkpoint.py)."""
     model, seed = (part.split("=")[1] for part in run.split())
     deadline = time.time() + 240
     while True:
         assert process.poll() is None and time.time() < deadline, "the sweep ended before the signal"
         pid = job_processes(project).get(run)
-        if pid and epochs_logged(project, model, seed) >= 1 and checkpointed_epoch(project, model, seed) >= 1:
+        if pid and epochs_logged(project, model, seed) >= 2:
             assert done(project, model, int(seed)) is None, "the run ended before the signal"
             os.kill(pid, signum)
             return

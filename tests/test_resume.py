@@ -1,6 +1,7 @@
-"""Runs that survive preemption (issue 25): a checkpoint after every epoch, and a run interrupted
-mid-training (an exception, SIGTERM, SIGUSR2 in a submitit job, kill -9) resumes from its last
-completed epoch with the files of an uninterrupted run, byte for byte, on the same machine."""
+"""Runs that survive preemption (issue 25): the state after every epoch (on disk every
+``trainer.checkpoint_every_s`` and on an interruption), and a run interrupted mid-training (an
+exception, SIGTERM, SIGUSR2 in a submitit job, kill -9) resumes from its last checkpoint with the
+files of an uninterrupted run, byte for byte, on the same machine."""
 
 from __future__ import annotations
 
@@ -77,6 +78,34 @@ def test_a_fit_resumed_from_its_checkpoint_ends_as_an_uninterrupted_fit(prepared
     assert told == [2] and other.resumed_from == 0
 
 
+def test_between_writes_the_last_epoch_waits_in_memory_and_an_interruption_writes_it(prepared, tmp_path):
+    """``every_s``: no write before it has passed; an exception inside the fit (what SIGTERM, a requeue
+    and Ctrl-C also are) writes the last completed epoch's state, and the run resumes from it."""
+    overrides = ["model=model_d", "train.epochs=4", "trainer.progress_bar=false", "trainer.threads=1"]
+    cfg = compose("train", overrides)
+    data = load_prepared(prepared)
+    whole = fit(cfg, data).module
+    path = tmp_path / "checkpoint.pt"
+    on_disk = []
+
+    def interrupted_at_3(row: dict) -> None:
+        on_disk.append(path.exists())
+        stop_after(3)(row)
+
+    first = EpochCheckpoint(path, ["hash"], every_s=86400)
+    with pytest.raises(Interrupted):
+        fit(cfg, data, interrupted_at_3, extra_callbacks=[first])
+    assert on_disk == [False, False, False]  # nothing written while training
+    assert torch.load(path, weights_only=True)["epoch"] == 2  # written by the interruption
+    second = EpochCheckpoint(path, ["hash"], every_s=86400)
+    resumed = fit(cfg, data, extra_callbacks=[second]).module
+    assert second.resumed_from == 2 and resumed.history == whole.history
+    assert torch.equal(predictions(resumed), predictions(whole))
+    assert torch.load(path, weights_only=True)["epoch"] == 2, "the complete fit wrote nothing more"
+    second.flush()  # what a kept checkpoint or a failure after the fit writes
+    assert torch.load(path, weights_only=True)["epoch"] == 4
+
+
 def test_a_vectorized_seed_group_resumes_as_a_group(prepared, tmp_path):
     cfgs = [
         compose("train", ["model=mlp_300_100", f"seed={s}", "train.epochs=3", "trainer.progress_bar=false"])
@@ -113,23 +142,38 @@ def start_train(*overrides: str) -> subprocess.Popen:
     )
 
 
-def interrupt_once_checkpointed(process: subprocess.Popen, directory: Path, signum: int, epoch: int) -> None:
-    """Send ``signum`` to the training process once its checkpoint covers ``epoch`` epochs."""
+def epochs_logged(project: Path) -> int:
+    """The epochs the running MLflow run of ``project``'s store has logged so far."""
+    import sqlite3
+
+    store = project / "mlflow.db"
+    if not store.exists():
+        return 0
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
+        try:
+            (steps,) = db.execute(
+                "SELECT max(m.step) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+                "WHERE r.status = 'RUNNING' AND m.key = 'train_loss'"
+            ).fetchone()
+        except sqlite3.OperationalError:  # the store is being created
+            return 0
+    return steps or 0
+
+
+def interrupt_after(process: subprocess.Popen, project: Path, signum: int, epoch: int) -> None:
+    """Send ``signum`` to the training process once it has logged ``epoch`` epochs."""
     deadline = time.time() + 240
-    while True:
+    while epochs_logged(project) < epoch:
         assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.time() < deadline, "no checkpoint appeared"
-        found = list(directory.glob("checkpoint-*.pt"))
-        if found:
-            try:
-                saved = torch.load(found[0], weights_only=True)["epoch"]
-            except Exception:  # being replaced right now
-                saved = 0
-            if saved >= epoch:
-                os.kill(process.pid, signum)
-                process.communicate(timeout=120)
-                return
+        assert time.time() < deadline, "no epoch was logged"
         time.sleep(0.1)
+    os.kill(process.pid, signum)
+    process.communicate(timeout=120)
+
+
+def checkpointed_epoch(directory: Path) -> int:
+    found = list(directory.glob("checkpoint-*.pt"))
+    return int(torch.load(found[0], weights_only=True)["epoch"]) if found else 0
 
 
 def read_files(directory: Path) -> dict[str, bytes]:
@@ -137,10 +181,21 @@ def read_files(directory: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
-def test_an_interrupted_run_resumes_with_the_files_of_an_uninterrupted_one(prepared, project, signum):
+@pytest.mark.parametrize(
+    ("signum", "every_s"),
+    [
+        # kill -9: nothing can be written then; resumed from the last write (here: every epoch's)
+        (signal.SIGKILL, 0),
+        # SIGTERM (a preemption): nothing was on disk yet (no write for a day); the state of the last
+        # completed epoch, kept in memory, is written on the signal, and the run resumes from it
+        (signal.SIGTERM, 86400),
+    ],
+)
+def test_an_interrupted_run_resumes_with_the_files_of_an_uninterrupted_one(
+    prepared, project, signum, every_s
+):
     set_params(project, train={"epochs": 12})  # in params.yaml: not an axis of the command line
-    args = ["model=model_d", "trainer.threads=1"]
+    args = ["model=model_d", "trainer.threads=1", f"trainer.checkpoint_every_s={every_s}"]
     directory = project / "runs/fashion_mnist/model_d/seed=0"
     whole = run_cli(PY, "-m", "overfitlab.train", "trainer.progress_bar=false", *args)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -154,9 +209,9 @@ def test_an_interrupted_run_resumes_with_the_files_of_an_uninterrupted_one(prepa
 
     shutil.rmtree(project / "runs")
     process = start_train(*args)
-    interrupt_once_checkpointed(process, directory, signum, epoch=3)
+    interrupt_after(process, project, signum, epoch=4)  # epoch 3's state was taken at epoch 4's start
     assert process.returncode != 0 and not (directory / "done.json").exists()
-    assert list(directory.glob("checkpoint-*.pt"))
+    assert checkpointed_epoch(directory) >= 3
 
     again = run_cli(PY, "-m", "overfitlab.train", "trainer.progress_bar=false", *args)
     assert again.returncode == 0, again.stderr[-3000:]

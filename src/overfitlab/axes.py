@@ -40,6 +40,7 @@ SPEED_ONLY_TRAINER_KEYS = (
     "vectorize_seeds",
     "threads",
     "checkpoint",
+    "checkpoint_every_s",
     "keep_checkpoint",
 )
 

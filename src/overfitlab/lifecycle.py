@@ -128,7 +128,8 @@ def checkpointing(group: list, job: Job) -> list:
         job.console.print(f"[yellow]! {lead.label}{others}: {reason}[/yellow]", highlight=False)
 
     owners = [r.config_hash for r in group]
-    job.checkpoint = EpochCheckpoint(path, owners, on_resume=resumed, on_discard=discarded)
+    every_s = lead.cfg.trainer.get("checkpoint_every_s", 0)
+    job.checkpoint = EpochCheckpoint(path, owners, on_resume=resumed, on_discard=discarded, every_s=every_s)
     return [job.checkpoint]
 
 
@@ -136,8 +137,9 @@ def finish_all(group: list, loggers: list, fitted: list, wall: float, job: Job) 
     """``finish`` each run of the group; then its checkpoint is removed (``trainer.keep_checkpoint``
     keeps it)."""
     records = [finish(r, lg, f, wall, job) for r, lg, f in zip(group, loggers, fitted, strict=True)]
-    if job.checkpoint is not None and not group[0].cfg.trainer.get("keep_checkpoint", False):
-        job.checkpoint.remove()
+    if job.checkpoint is not None:
+        keep = group[0].cfg.trainer.get("keep_checkpoint", False)
+        job.checkpoint.flush() if keep else job.checkpoint.remove()
     return records
 
 
@@ -290,10 +292,14 @@ def train_group(group: list, data: PreparedDataset, console) -> dict | None:
         # Ctrl-C or SIGTERM (which Lightning turns into SystemExit), or a submitit job being requeued
         # (SystemExit after SIGUSR2, preemption or time limit): the run is KILLED, without done.json,
         # and its next attempt (the requeued job, or the next sweep) resumes it from its checkpoint.
+        if job.checkpoint is not None:  # the last epoch's state still in memory goes to disk
+            job.checkpoint.flush()
         for logger in loggers:
             logger.finish([], status="KILLED")
         raise
     except Exception as error:  # in training, or writing the final files (a full disk)
+        if job.checkpoint is not None:
+            job.checkpoint.flush()
         for r, logger in zip(group, loggers, strict=True):
             if not r.complete():
                 fail(r, logger, error, job)

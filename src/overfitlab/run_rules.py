@@ -48,6 +48,11 @@ def check_run_config(cfg) -> None:
     for key in ("checkpoint", "keep_checkpoint", "progress_bar", "train_eval_pass"):
         flag(trainer.get(key), "train.train_eval_pass" if key == "train_eval_pass" else f"trainer.{key}")
     flag(trainer.allow_tf32, "trainer.allow_tf32")
+    every_s = trainer.get("checkpoint_every_s", 0)
+    require(
+        is_number(every_s) and every_s >= 0,
+        f"trainer.checkpoint_every_s={every_s!r} must be a number of seconds >= 0 (0: after every epoch)",
+    )
     positive_number(cfg.optimizer.get("lr"), "train.lr")
     int_value(cfg.seed, "seed", low=0, what="a non-negative integer (params.yaml: study.seeds)")
     controls.check_control(cfg.control)

@@ -159,7 +159,8 @@ def check_axes(study: Study, conf_dir: Path, argv: list[str]) -> None:
     dataset = (chosen.get("dataset") or study.datasets)[0]
     own = [(a, o) for a, o in zip(given, parsed, strict=True) if o.get_key_element() not in FIXED]
     fixed = {o.get_key_element(): a for a, o in own if not o.is_sweep_override()}
-    checked = {o.get_key_element(): values(o) for _, o in own}  # each value, with the others fixed
+    # each swept value, with the others fixed (a fixed value is in every compose: composed once)
+    checked = {o.get_key_element(): values(o) for _, o in own if o.is_sweep_override()}
     prepared = set()
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir), job_name="preflight"):
         for model, (key, key_values) in itertools.product(models, [(None, [None]), *checked.items()]):
