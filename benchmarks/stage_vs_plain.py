@@ -39,6 +39,8 @@ from pathlib import Path
 
 import yaml
 
+from overfitlab.machine import hardware
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -170,7 +172,7 @@ def main() -> None:
                 flush=True,
             )
     summary = {
-        "machine": platform.processor() or platform.machine(),
+        "machine": hardware().get("cpu_model") or platform.machine(),
         "seeds": seeds,
         "threads": args.threads,
         "project_args": args.project_args,
