@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -213,3 +214,26 @@ def image_folder_overrides(root: Path, **extra) -> list[str]:
     base = {"dataset.root": str(root), "prepare.train_size": "null", "prepare.val_size": "null"}
     base.update(extra)
     return ["dataset=cells"] + [f"{k}={v}" for k, v in base.items()]
+
+
+def epochs_logged(project: Path, model: str | None = None, seed: str | None = None) -> int:
+    """The last epoch a RUNNING MLflow run in ``project``'s store (of ``model`` and ``seed``, when
+    given) has logged; 0 before any. Read-only SQL: an MLflow client here would run the store's
+    migrations while the sweep is creating it, and both would fail."""
+    store = project / "mlflow.db"
+    if not store.exists():
+        return 0
+    query = (
+        "SELECT max(m.step) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
+        "WHERE r.status = 'RUNNING' AND m.key = 'train_loss'"
+    )
+    tags = {k: v for k, v in (("model", model), ("seed", seed)) if v is not None}
+    for key in tags:
+        query += f" AND EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = '{key}'"
+        query += " AND t.value = ?)"
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
+            (last,) = db.execute(query, list(tags.values())).fetchone()
+    except sqlite3.OperationalError:  # the store is being created
+        return 0
+    return last or 0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, epochs_logged
 from test_sweeps import done, mlflow_runs, train
 
 PY = sys.executable
@@ -128,22 +128,6 @@ def start(*overrides: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
-
-
-def epochs_logged(project: Path, model: str, seed: str) -> int:
-    """Epochs the running MLflow child run of (model, seed) has logged so far."""
-    if not (project / "mlflow.db").exists():
-        return 0
-    try:
-        client, _, children = mlflow_runs(project)
-    except AttributeError:  # the experiment does not exist yet
-        return 0
-    running = [
-        c
-        for c in children
-        if c.info.status == "RUNNING" and (c.data.tags.get("model"), c.data.tags.get("seed")) == (model, seed)
-    ]
-    return max((len(client.get_metric_history(c.info.run_id, "train_loss")) for c in running), default=0)
 
 
 def signal_run_mid_training(process, project: Path, run: str, signum: int) -> None:

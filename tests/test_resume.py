@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose, run_cli, set_params
+from conftest import compose, epochs_logged, run_cli, set_params
 from overfitlab import identity, runs
 from overfitlab.data.datasets import load_prepared
 from overfitlab.training.checkpoint import EpochCheckpoint
@@ -140,24 +140,6 @@ def start_train(*overrides: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
-
-
-def epochs_logged(project: Path) -> int:
-    """The epochs the running MLflow run of ``project``'s store has logged so far."""
-    import sqlite3
-
-    store = project / "mlflow.db"
-    if not store.exists():
-        return 0
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30) as db:
-        try:
-            (steps,) = db.execute(
-                "SELECT max(m.step) FROM metrics m JOIN runs r ON m.run_uuid = r.run_uuid "
-                "WHERE r.status = 'RUNNING' AND m.key = 'train_loss'"
-            ).fetchone()
-        except sqlite3.OperationalError:  # the store is being created
-            return 0
-    return steps or 0
 
 
 def interrupt_after(process: subprocess.Popen, project: Path, signum: int, epoch: int) -> None:

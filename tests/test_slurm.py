@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, epochs_logged, run_cli
 from test_sweeps import done, mlflow_runs, run_dir
 
 pytestmark = pytest.mark.slow
@@ -186,18 +186,6 @@ def last_error(stderr: str) -> str:
     return [line for line in stderr.splitlines() if line.startswith("error:")][-1]
 
 
-def saved_epoch(directory: Path) -> int:
-    """The epochs the run's checkpoint covers (0: none yet)."""
-    import torch
-
-    for path in directory.glob("checkpoint-*.pt"):
-        try:
-            return int(torch.load(path, weights_only=True)["epoch"])
-        except Exception:  # being replaced right now
-            return 0
-    return 0
-
-
 SEEDS = ("model=mlp_300_100", "seed=0,1,2", "train.epochs=2")
 
 
@@ -244,10 +232,10 @@ def test_a_run_failing_inside_its_job_is_a_failed_run_with_its_error(slurm_proje
 def long_run_then(
     project: Path, action, *overrides: str, epochs: int, timeout: float = 420
 ) -> tuple[str, dict]:
-    """One run of ``epochs`` epochs; ``action(job id)`` once it has a checkpoint; its stderr and done.json."""
+    """One run of ``epochs`` epochs; ``action(job id)`` once it has logged two epochs (the first one's
+    state then taken: on disk, or in memory until a SIGTERM writes it); its stderr and done.json."""
     process = start_sweep("model=mlp_300_100", "seed=0", f"train.epochs={epochs}", *overrides)
-    directory = project / f"runs/fashion_mnist/mlp_300_100/epochs={epochs}/seed=0"
-    wait_until(lambda: saved_epoch(directory) >= 1, "the run's first checkpoint", process)
+    wait_until(lambda: epochs_logged(project, "mlp_300_100", "0") >= 2, "the run's second epoch", process)
     running = [j for j, state in queue().items() if state == "RUNNING"]
     assert len(running) == 1, running
     action(running[0])

@@ -262,8 +262,21 @@ class Killed(BaseException):
     """SIGTERM (``kill``, a scheduler's time limit) turned into an exception, so the run is marked KILLED."""
 
 
-def _raise_killed(signum, frame):
-    raise Killed(f"signal {signum}")
+def _on_sigterm(job: Job):
+    """The SIGTERM handler while ``job`` trains, and the one it replaces. The last completed epoch's
+    state goes to disk first (a scheduler's kill follows its grace period); then what the process
+    did before: submitit's handler (it waits for the kill or the requeue), or ``Killed``."""
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum, frame):
+        if job.checkpoint is not None:
+            job.checkpoint.flush()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous is not signal.SIG_IGN:
+            raise Killed(f"signal {signum}")
+
+    return handler, previous
 
 
 def train_group(group: list, data: PreparedDataset, console) -> dict | None:
@@ -272,19 +285,28 @@ def train_group(group: list, data: PreparedDataset, console) -> dict | None:
     noise = controls.apply_controls(data.images, data.labels, data.num_classes, **cfg.control)
     job = Job(data, noise, git_commit(), console)
     loggers = [start(r, data.meta, job.commit) for r in group]
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not when a scheduler's library handles it
-        signal.signal(signal.SIGTERM, _raise_killed)
+    handler, previous = _on_sigterm(job)
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        return _train(group, data, job, loggers)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _train(group: list, data: PreparedDataset, job: Job, loggers: list) -> dict | None:
+    """Fit the group and write its runs (``finish_all``), or mark them KILLED or failed."""
+    cfg = group[0].cfg
     threads = launching.threads(cfg)
     saving = checkpointing(group, job)  # each epoch's state, to resume an interrupted run
     began = time.perf_counter()
     try:
         # the clean/corrupted accuracy split is on labels that actually changed (noise.changed)
         if len(group) == 1:
-            fitted = [fitting.fit(cfg, data, loggers[0].log_epoch, saving, noise.changed, threads)]
+            fitted = [fitting.fit(cfg, data, loggers[0].log_epoch, saving, job.noise.changed, threads)]
         else:
             on_epochs = [lg.log_epoch for lg in loggers]
             fitted = fitting.fit_seeds(
-                [r.cfg for r in group], data, on_epochs, saving, noise.changed, threads
+                [r.cfg for r in group], data, on_epochs, saving, job.noise.changed, threads
             )
         wall = (time.perf_counter() - began) / len(group)  # with vectorized seeds: each seed's share
         return finish_all(group, loggers, fitted, wall, job)[0]

@@ -261,6 +261,7 @@ class EpochCheckpoint(L.Callback):
             self.on_resume(epoch)
 
     def remove(self) -> None:
+        self.pending = None
         self.path.unlink(missing_ok=True)
         digest_file(self.path).unlink(missing_ok=True)
 
