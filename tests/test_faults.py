@@ -10,6 +10,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -317,3 +318,23 @@ def test_a_lock_left_by_a_killed_trainer_is_not_part_of_the_runs_output(tmp_path
     ignored = [str(left.relative_to(tmp_path)), "runs/fashion_mnist/mlp_300_100/seed=0/done.json"]
     result = subprocess.run([dvc, "check-ignore", *ignored], cwd=tmp_path, capture_output=True, text=True)
     assert result.stdout.split() == [ignored[0]], result.stdout + result.stderr
+
+
+def test_a_signal_during_an_mlflow_write_lands_after_it():
+    """A requeue's USR2 (or SIGTERM) that lands in an MLflow write waits for it to end: raised inside an
+    SQLite commit, it left the store locked for every later write of the sweep."""
+    import os
+    import signal
+
+    from overfitlab.tracking.run_logger import signals_held
+
+    seen = []
+    previous = signal.signal(signal.SIGUSR2, lambda number, frame: seen.append("handled"))
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.05)  # without the hold, the handler runs here
+            seen.append("written")
+        assert seen == ["written", "handled"]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)

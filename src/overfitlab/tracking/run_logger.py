@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -90,6 +93,34 @@ def log_dataset(client, run_id: str, dataset: dict, attempts: int = 5) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
+# What a scheduler sends mid-run (a preemption, submitit's requeue before a time limit, Ctrl-C). Each
+# makes Python raise where it lands: inside an SQLite commit, that left the store locked for every
+# later write of the sweep (seen: a requeue landing as an epoch was logged).
+INTERRUPTIONS = {signal.SIGTERM, signal.SIGUSR2, signal.SIGINT}
+
+
+@contextmanager
+def signals_held():
+    """Hold those signals until the block ends, so an MLflow write completes or never starts: their
+    Python handlers (which always run in the main thread, whichever thread the kernel picks) only
+    note them meanwhile; then the handlers are restored and each noted signal is raised again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted = []
+    handlers = {s: signal.getsignal(s) for s in INTERRUPTIONS}
+    handlers = {s: h for s, h in handlers.items() if h is not None}  # None: not set from Python
+    for signum in handlers:
+        signal.signal(signum, lambda number, frame: noted.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in noted:
+            signal.raise_signal(signum)
+
+
 class RunLogger:
     """One child run: params from the resolved config, per-epoch metrics (step = epoch), tags, artifacts,
     and (``dataset``, see ``dataset_of``) the data it trains on as an MLflow dataset input."""
@@ -130,7 +161,8 @@ class RunLogger:
         now = int(time.time() * 1000)
         epoch = int(row["epoch"])
         metrics = [Metric(k, float(v), now, epoch) for k, v in row.items() if k != "epoch"]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        with signals_held():
+            self.client.log_batch(self.run_id, metrics=metrics)
 
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
