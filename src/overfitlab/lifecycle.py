@@ -137,9 +137,12 @@ def finish_all(group: list, loggers: list, fitted: list, wall: float, job: Job) 
     """``finish`` each run of the group; then its checkpoint is removed (``trainer.keep_checkpoint``
     keeps it)."""
     records = [finish(r, lg, f, wall, job) for r, lg, f in zip(group, loggers, fitted, strict=True)]
-    if job.checkpoint is not None:
-        keep = group[0].cfg.trainer.get("keep_checkpoint", False)
-        job.checkpoint.flush() if keep else job.checkpoint.remove()
+    if job.checkpoint is None:
+        return records
+    if group[0].cfg.trainer.get("keep_checkpoint", False):
+        job.checkpoint.flush()  # the final epoch's state may still be only in memory
+    else:
+        job.checkpoint.remove()
     return records
 
 
