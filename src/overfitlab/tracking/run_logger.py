@@ -135,25 +135,26 @@ class RunLogger:
     ):
         from mlflow.entities import Param
 
-        self.client, experiment_id = client_for(cfg)
-        # A run killed mid-way stays RUNNING in MLflow; mark earlier attempts of this run KILLED.
-        stale = self.client.search_runs(
-            [experiment_id],
-            filter_string=(f"tags.run_key = '{tags['run_key']}' and attributes.status = 'RUNNING'"),
-        )
-        for run in stale:
-            self.client.set_terminated(run.info.run_id, "KILLED")
-        parent = os.environ.get(PARENT_RUN_ENV)
-        if parent:
-            tags = {**tags, "mlflow.parentRunId": parent}
-        # What it ran on (tags cpu_model, gpu): the runs of a study compared across machines.
-        tags = {**{k: v for k, v in hardware().items() if v}, **tags}
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-        params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
-        for start in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[start : start + 100])
-        if dataset:
-            log_dataset(self.client, self.run_id, dataset)
+        with signals_held():  # creating the store, the run and its params: as for each epoch
+            self.client, experiment_id = client_for(cfg)
+            # A run killed mid-way stays RUNNING in MLflow; mark earlier attempts of this run KILLED.
+            stale = self.client.search_runs(
+                [experiment_id],
+                filter_string=(f"tags.run_key = '{tags['run_key']}' and attributes.status = 'RUNNING'"),
+            )
+            for run in stale:
+                self.client.set_terminated(run.info.run_id, "KILLED")
+            parent = os.environ.get(PARENT_RUN_ENV)
+            if parent:
+                tags = {**tags, "mlflow.parentRunId": parent}
+            # What it ran on (tags cpu_model, gpu): the runs of a study compared across machines.
+            tags = {**{k: v for k, v in hardware().items() if v}, **tags}
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+            params = [Param(k, str(v)[:6000]) for k, v in flatten("", resolved, {}).items()]
+            for start in range(0, len(params), 100):
+                self.client.log_batch(self.run_id, params=params[start : start + 100])
+            if dataset:
+                log_dataset(self.client, self.run_id, dataset)
 
     def log_epoch(self, row: dict) -> None:
         from mlflow.entities import Metric
@@ -170,8 +171,9 @@ class RunLogger:
     def finish(
         self, artifacts: list[Path], status: str = "FINISHED", extra_metrics: dict | None = None
     ) -> None:
-        for key, value in (extra_metrics or {}).items():
-            self.client.log_metric(self.run_id, key, float(value))
-        for path in artifacts:
-            self.client.log_artifact(self.run_id, str(path))
-        self.client.set_terminated(self.run_id, status)
+        with signals_held():
+            for key, value in (extra_metrics or {}).items():
+                self.client.log_metric(self.run_id, key, float(value))
+            for path in artifacts:
+                self.client.log_artifact(self.run_id, str(path))
+            self.client.set_terminated(self.run_id, status)
