@@ -123,6 +123,17 @@ class Chromium:
                 )
             time.sleep(0.5)
 
+    def settled(self, expression: str, done, timeout: float = 60):
+        """Poll a JavaScript expression until ``done(value)`` holds and return that value, or the last
+        one at the deadline for the caller's assertion: a filter or a lazily drawn chart lands later
+        on a busy machine, and a count seen once can change before the next evaluation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if done(value) or time.monotonic() > deadline:
+                return value
+            time.sleep(0.5)
+
     def type_into(self, selector: str, text: str) -> None:
         """Focus the element and type, as keystrokes would (React sees its input events)."""
         self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")

@@ -144,14 +144,21 @@ def test_the_study_opens_on_its_training_runs_with_their_dataset_and_charts(ui, 
         browser.open(f"{base}{run_href.split('?')[0]}/model-metrics?workflowType=machine_learning")
         browser.wait_for("document.querySelectorAll('.js-plotly-plot').length >= 2", what="the metric charts")
         browser.type_into('input[placeholder="Search metric charts"]', "_acc")
-        browser.wait_for("document.querySelectorAll('.js-plotly-plot').length === 3", what="3 charts")
-        drawn = browser.evaluate("""[...document.querySelectorAll('.js-plotly-plot')].map(plot => {
-            let box = plot;
-            while (box && !/\((\w+)\)/.test(box.innerText)) box = box.parentElement;
-            return [box.innerText.match(/\((\w+)\)/)[1], plot.data[0].x, plot.data[0].y];
-        })""")
+        accuracies = ["test_acc", "train_acc", "val_acc"]
+        drawn = browser.settled(
+            """[...document.querySelectorAll('.js-plotly-plot')].map(plot => {
+                let box = plot;
+                while (box && !/\((\w+)\)/.test(box.innerText)) box = box.parentElement;
+                const metric = box ? box.innerText.match(/\((\w+)\)/)[1] : null;
+                return [metric, plot.data?.[0]?.x, plot.data?.[0]?.y];
+            })""",
+            done=lambda charts: (
+                sorted(str(metric) for metric, _, _ in charts) == accuracies
+                and all(steps for _, steps, _ in charts)
+            ),
+        )  # the filtered page once it draws the three charts (seen: 3 charts, then 1, while it filtered)
         table = pd.read_csv(project / "runs/fashion_mnist/mlp_300_100/seed=0/metrics.csv")
-        assert sorted(metric for metric, _, _ in drawn) == ["test_acc", "train_acc", "val_acc"]
+        assert sorted(str(metric) for metric, _, _ in drawn) == accuracies
         for metric, steps, values in drawn:
             assert steps == table.epoch.tolist() == [1, 2, 3], metric
             assert values == pytest.approx(table[metric].tolist(), rel=1e-6), metric
