@@ -166,7 +166,8 @@ class RunLogger:
             self.client.log_batch(self.run_id, metrics=metrics)
 
     def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, value)
+        with signals_held():
+            self.client.set_tag(self.run_id, key, value)
 
     def finish(
         self, artifacts: list[Path], status: str = "FINISHED", extra_metrics: dict | None = None
